@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.support.media import make_media, media_app
+from yinzi.accounts import create_key
+from yinzi.app import create_app
+from yinzi.appkeys import DB
+from yinzi.db import Database, Order
+from yinzi.settings import ORDER_TYPES, Settings
+
+REPO = Path(__file__).resolve().parents[1]
+REDIS_URL = "redis://127.0.0.1:6379/0"
+COPY_ENGINE = "tests.support.engines:CopyEngine"
+
+
+@dataclass
+class Account:
+    name: str
+    user_id: int
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+async def add_account(db: Database, name: str | None = None, points: int = 1000) -> Account:
+    user = await db.create_user(name or f"user-{uuid.uuid4().hex[:8]}", points)
+    made = await create_key(db, user)
+    return Account(user.name, user.id, made.key)
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_media(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture
+async def media_server(aiohttp_server: Callable[..., Any], media_dir: Path) -> TestServer:
+    server: TestServer = await aiohttp_server(media_app(media_dir))
+    return server
+
+
+@pytest.fixture
+def media_url(media_server: TestServer) -> Callable[[str], str]:
+    return lambda path: str(media_server.make_url(path))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        secret_key=b"test-secret",
+        fetch_allow=("127.0.0.1/32",),  # the stand-in media hosts run on loopback
+        engines={order_type: COPY_ENGINE for order_type in ORDER_TYPES},
+        fetch_read_timeout=5.0,
+    )
+
+
+@pytest.fixture
+async def make_client(aiohttp_client: Callable[..., Any]) -> Callable[[Settings], Any]:
+    async def make(settings: Settings) -> TestClient:
+        client: TestClient = await aiohttp_client(create_app(settings))
+        return client
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: Callable[[Settings], Any], settings: Settings) -> TestClient:
+    client: TestClient = await make_client(settings)
+    return client
+
+
+@pytest.fixture
+async def account(client: TestClient) -> Account:
+    return await add_account(client.app[DB])
+
+
+async def wait_for_order(
+    db: Database, order_no: str, until: Callable[[Order], bool] = lambda o: o.terminal, timeout: float = 30
+) -> Order:
+    """Polls the database (not the API, which would charge) until the order matches."""
+    deadline = time.monotonic() + timeout
+    while True:
+        order = await db.order(order_no)
+        assert order is not None
+        if until(order):
+            return order
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"order {order_no} still {order.status} ({order.progress}%) after {timeout}s"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def create_order(
+    client: TestClient, account: Account, path_key: str, order_type: str = "extract-text"
+) -> str:
+    resp = await client.post(
+        "/api/open/v1/order/create",
+        json={"orderType": order_type, "stuff": {"pathKey": path_key}},
+        headers=account.headers,
+    )
+    body = await resp.json()
+    assert resp.status == 200, body
+    order_no: str = body["data"]["orderNo"]
+    return order_no
+
+
+def redis_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_url() -> str:
+    if not redis_available():
+        pytest.fail("Redis does not answer on 127.0.0.1:6379: start it with `redis-server --daemonize yes`")
+    return REDIS_URL
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return f"yinzi-test:{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+async def arq_settings(settings: Settings, redis_url: str, queue_name: str) -> AsyncIterator[Settings]:
+    yield settings.replace(redis_url=redis_url, queue_name=queue_name)
+
+
+def json_app(handler: Callable[[web.Request], Any]) -> web.Application:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app

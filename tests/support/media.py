@@ -1,0 +1,73 @@
+"""Test media made on the spot with ffmpeg, and a local web server standing in for remote hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import subprocess
+from pathlib import Path
+
+from aiohttp import web
+
+
+def make_media(folder: Path) -> Path:
+    def ffmpeg(*args: str) -> None:
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-ar", "22050", str(folder / "tone.wav"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=330:duration=65",
+        "-ac",
+        "1",
+        "-b:a",
+        "32k",
+        str(folder / "long.mp3"),
+    )
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=64x64:d=1",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(folder / "silent.mp4"),
+    )
+    (folder / "notes.mp3").write_text("these are not audio bytes\n" * 50)
+    (folder / "empty.mp3").write_bytes(b"")
+    return folder
+
+
+def media_app(folder: Path) -> web.Application:
+    """Serves /m/<file>, plus the misbehaving hosts a download must survive."""
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["to"])
+
+    async def chain(request: web.Request) -> web.Response:
+        left = int(request.match_info["n"])
+        raise web.HTTPFound(f"/chain/{left - 1}" if left > 1 else "/m/tone.wav")
+
+    async def hang(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"RIFF")
+        await asyncio.sleep(3600)
+        return response
+
+    async def bomb(request: web.Request) -> web.Response:
+        # 64 MiB of zeros that gzip to about 64 KiB.
+        body = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
+        return web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "audio/wav"})
+
+    app = web.Application()
+    app.router.add_static("/m", folder)
+    app.router.add_get("/redirect", redirect)
+    app.router.add_get("/chain/{n}", chain)
+    app.router.add_get("/hang", hang)
+    app.router.add_get("/bomb", bomb)
+    return app

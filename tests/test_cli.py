@@ -1,0 +1,83 @@
+"""The `yinzi` administration commands against a real database file."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from yinzi.cli import main
+from yinzi.db import Database
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("YINZI_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_users_keys_and_points(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "users", "create", "alice", "--points", "100")[0] == 0
+    code, out, err = run(capsys, "keys", "create", "alice", "--label", "laptop")
+    key = out.strip()
+    assert code == 0 and key.startswith("yz_") and "shown only once" in err
+
+    with sqlite3.connect(data_dir / "yinzi.db") as conn:
+        stored = conn.execute("SELECT key_hash, prefix, label FROM api_keys").fetchall()
+    assert stored == [(hashlib.sha256(key.encode()).hexdigest(), key[:11], "laptop")]
+    assert key not in (data_dir / "yinzi.db").read_bytes().decode("latin-1")  # only the hash is kept
+
+    code, out, _ = run(capsys, "keys", "list")
+    assert code == 0 and key[:11] in out and "active" in out and key not in out
+    assert (
+        run(capsys, "points", "grant", "alice", "25", "--note", "bonus")[1].strip()
+        == "alice now has 125 points"
+    )
+    assert "alice\t125" in run(capsys, "users", "list")[1]
+
+    assert run(capsys, "keys", "revoke", key[:11])[0] == 0
+    assert "revoked" in run(capsys, "keys", "list", "alice")[1]
+
+    async def user_for_key() -> object:
+        db = await Database.open(data_dir / "yinzi.db")
+        try:
+            return await db.user_for_key(hashlib.sha256(key.encode()).hexdigest())
+        finally:
+            await db.close()
+
+    assert asyncio.run(user_for_key()) is None
+
+
+def test_errors_are_one_clear_line(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "keys", "create", "nobody")
+    assert code == 1 and "no user named 'nobody'" in err and "yinzi users create nobody" in err
+    run(capsys, "users", "create", "bob", "--points", "5")
+    code, _, err = run(capsys, "users", "create", "bob")
+    assert code == 1 and "already exists" in err
+    code, _, err = run(capsys, "points", "grant", "bob", "-6")
+    assert code == 1 and "has only 5 points" in err
+    code, _, err = run(capsys, "keys", "revoke", "yz_missing")
+    assert code == 1 and "no active key" in err
+
+
+def test_bad_setting_is_reported(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("YINZI_PORT", "eighty")
+    code, _, err = run(capsys, "users", "list")
+    assert code == 2 and "YINZI_PORT must be an integer" in err
+
+
+def test_worker_needs_redis(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("YINZI_REDIS_URL", raising=False)
+    with pytest.raises(SystemExit, match="needs YINZI_REDIS_URL"):
+        main(["worker"])

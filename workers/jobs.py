@@ -1,0 +1,139 @@
+"""The one job: take an order from pending to finish, failed or timeout.
+
+Both queue modes call :func:`process_order` with the order number only; everything else is read from the
+database. It is idempotent: a finished order is skipped, and an order left ``processing`` by a dead worker is
+simply run again (its partial files are discarded), so at-least-once delivery never does anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import shutil
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from workers.engine_host import EnginePool
+from workers.engines import EngineTask
+from workers.probe import probe
+from yinzi.db import Database, Order
+from yinzi.errors import OrderFailed, OrderTimedOut
+from yinzi.fetch import AddressPolicy, download, guarded_session
+from yinzi.logs import order_context
+from yinzi.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "input"
+# Progress shown once the input is downloaded and probed; the engine's share is the rest, up to 99.
+FETCHED_PROGRESS = 5
+
+
+@dataclass
+class JobContext:
+    """What jobs need, opened once per process and shared by every job it runs."""
+
+    settings: Settings
+    db: Database
+    http: aiohttp.ClientSession
+    policy: AddressPolicy
+    engines: EnginePool
+
+    @classmethod
+    async def open(cls, settings: Settings, db: Database, stack: AsyncExitStack) -> JobContext:
+        policy = AddressPolicy(settings.fetch_allow)
+        http = await stack.enter_async_context(
+            guarded_session(policy, settings.fetch_connect_timeout, settings.fetch_read_timeout)
+        )
+        engines = EnginePool(settings)
+        stack.callback(engines.close)
+        return cls(settings, db, http, policy, engines)
+
+
+def order_cost(price_per_minute: int, duration: float) -> int:
+    """Points for a duration: every started minute is charged."""
+    return price_per_minute * max(1, math.ceil(duration / 60))
+
+
+async def process_order(ctx: JobContext, order_no: str) -> str:
+    """Runs one order to a terminal state; returns that state (or ``skipped``)."""
+    order = await ctx.db.claim_order(order_no)
+    if order is None:
+        return "skipped"
+    with order_context(order_no):
+        log.info("processing %s (attempt %d)", order.order_type, order.attempts)
+        work = ctx.settings.work_dir / order_no
+        await asyncio.to_thread(_fresh_dir, work)
+        try:
+            async with asyncio.timeout(ctx.settings.job_timeout):
+                await _run(ctx, order, work)
+            log.info("finished")
+            return "finish"
+        except TimeoutError:
+            reason = f"the order took longer than the limit of {ctx.settings.job_timeout} s"
+            await ctx.db.end_order(order_no, OrderTimedOut.status, reason)
+            log.warning("timeout: %s", reason)
+            return OrderTimedOut.status
+        except OrderFailed as exc:
+            await ctx.db.end_order(order_no, exc.status, exc.reason)
+            log.warning("%s: %s", exc.status, exc.reason)
+            return exc.status
+        except Exception:
+            log.exception("unexpected error")
+            await ctx.db.end_order(order_no, "failed", "internal error while processing; please try again")
+            return "failed"
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
+
+
+async def _run(ctx: JobContext, order: Order, work: Path) -> None:
+    settings = ctx.settings
+    ctx.engines.check_installed(order.order_type)  # before spending a download on it
+    source = await download(
+        ctx.http,
+        ctx.policy,
+        order.stuff["pathKey"],
+        work / INPUT_NAME,
+        max_bytes=settings.max_download_bytes,
+        max_redirects=settings.max_redirects,
+        total_timeout=settings.fetch_total_timeout,
+    )
+    media = await probe(source, settings.ffprobe)
+    await ctx.db.set_progress(order.order_no, FETCHED_PROGRESS)
+
+    async def on_progress(fraction: float) -> None:
+        await ctx.db.set_progress(order.order_no, FETCHED_PROGRESS + int(fraction * (99 - FETCHED_PROGRESS)))
+
+    out_dir = work / "out"
+    out_dir.mkdir()
+    task = EngineTask(
+        order_no=order.order_no,
+        order_type=order.order_type,
+        input_path=source,
+        out_dir=out_dir,
+        duration=media.duration,
+        options={k: v for k, v in order.stuff.items() if k != "pathKey"},
+    )
+    results = await ctx.engines.run(task, on_progress, settings.engine_timeout(media.duration))
+    missing = [r.name for r in results if not (out_dir / r.name).is_file()]
+    if not results or missing:
+        raise OrderFailed(f"engine produced no output ({', '.join(missing) or 'empty result'})")
+    await asyncio.to_thread(_publish, out_dir, settings.results_dir / order.order_no)
+    cost = order_cost(settings.prices[order.order_type], media.duration)
+    await ctx.db.finish_order(order.order_no, cost, media.duration, results)
+
+
+def _fresh_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+
+
+def _publish(out_dir: Path, target: Path) -> None:
+    """Moves finished files into place in one rename, replacing what an earlier, killed attempt left."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    out_dir.rename(target)

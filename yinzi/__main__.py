@@ -1,0 +1,5 @@
+import sys
+
+from yinzi.cli import main
+
+sys.exit(main())

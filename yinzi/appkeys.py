@@ -1,0 +1,17 @@
+"""Typed keys for everything the application holds; the one place to see the app's state."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from yinzi.db import Database
+from yinzi.fetch import AddressPolicy
+from yinzi.queue import JobQueue
+from yinzi.settings import Settings
+from yinzi.signing import UrlSigner
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+QUEUE = web.AppKey("queue", JobQueue)
+SIGNER = web.AppKey("signer", UrlSigner)
+POLICY = web.AppKey("policy", AddressPolicy)

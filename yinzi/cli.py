@@ -1,0 +1,186 @@
+"""The ``yinzi`` command: run the service and workers, manage users, keys and points.
+
+yinzi serve [--host H] [--port P]        the API (and, without YINZI_REDIS_URL, the jobs too)
+yinzi worker                             an arq worker (needs YINZI_REDIS_URL)
+yinzi users create NAME [--points N]
+yinzi users list
+yinzi keys create USER [--label L]       prints the key once; only its hash is stored
+yinzi keys list [USER]
+yinzi keys revoke PREFIX
+yinzi points grant USER POINTS [--note TEXT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+from yinzi.db import Database, User
+from yinzi.logs import AccessLogger, setup_logging
+from yinzi.settings import Settings, SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yinzi", description="Self-hosted audio-processing order service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", help="address to listen on (YINZI_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (YINZI_PORT, default 8000)")
+    sub.add_parser("worker", help="run an arq worker (needs YINZI_REDIS_URL)")
+
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="action", required=True)
+    create = users.add_parser("create", help="create a user")
+    create.add_argument("name")
+    create.add_argument("--points", type=int, default=0, help="initial balance")
+    users.add_parser("list", help="list users and balances")
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
+    key_create = keys.add_parser("create", help="create an API key (shown once)")
+    key_create.add_argument("user")
+    key_create.add_argument("--label", default="")
+    key_list = keys.add_parser("list", help="list API keys")
+    key_list.add_argument("user", nargs="?")
+    key_revoke = keys.add_parser("revoke", help="revoke an API key by its prefix")
+    key_revoke.add_argument("prefix")
+
+    points = sub.add_parser("points", help="manage points").add_subparsers(dest="action", required=True)
+    grant = points.add_parser("grant", help="add points to a user (negative to remove)")
+    grant.add_argument("user")
+    grant.add_argument("points", type=int)
+    grant.add_argument("--note", default="")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"yinzi: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(settings, args.host, args.port)
+    if args.command == "worker":
+        from workers.arq_worker import run
+
+        run(settings)
+        return 0
+    handler = ADMIN[(args.command, args.action)]
+    try:
+        return asyncio.run(_with_db(settings, handler, args))
+    except CommandError as exc:
+        print(f"yinzi: {exc}", file=sys.stderr)
+        return 1
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+    from aiohttp import web
+
+    from yinzi.app import create_app
+
+    setup_logging()
+    settings = settings.replace(host=host or settings.host, port=port or settings.port)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log_class=AccessLogger,
+        print=lambda msg: print(msg, file=sys.stderr),
+    )
+    return 0
+
+
+# ---- administration ------------------------------------------------------------------------------------
+
+
+class CommandError(Exception):
+    pass
+
+
+async def _with_db(
+    settings: Settings, handler: Callable[..., Awaitable[None]], args: argparse.Namespace
+) -> int:
+    db = await Database.open(settings.db_path)
+    try:
+        await handler(db, args)
+    finally:
+        await db.close()
+    return 0
+
+
+async def _user(db: Database, name: str) -> User:
+    user = await db.user_by_name(name)
+    if user is None:
+        raise CommandError(f"no user named {name!r}: create it with `yinzi users create {name}`")
+    return user
+
+
+async def _users_create(db: Database, args: argparse.Namespace) -> None:
+    if args.points < 0:
+        raise CommandError("--points cannot be negative")
+    try:
+        user = await db.create_user(args.name, args.points)
+    except sqlite3.IntegrityError:
+        raise CommandError(f"a user named {args.name!r} already exists") from None
+    print(f"created user {user.name} with {user.balance} points")
+    print(f"next: yinzi keys create {user.name}")
+
+
+async def _users_list(db: Database, args: argparse.Namespace) -> None:
+    for user in await db.list_users():
+        print(f"{user.name}\t{user.balance}")
+
+
+async def _keys_create(db: Database, args: argparse.Namespace) -> None:
+    from yinzi.accounts import create_key
+
+    made = await create_key(db, await _user(db, args.user), args.label)
+    print(made.key)
+    print(f"(prefix {made.prefix}; this key is shown only once, store it now)", file=sys.stderr)
+
+
+async def _keys_list(db: Database, args: argparse.Namespace) -> None:
+    if args.user:
+        await _user(db, args.user)
+    for key in await db.list_keys(args.user):
+        state = "revoked " + _date(key.revoked_at) if key.revoked_at else "active"
+        print(f"{key.prefix}\t{key.user_name}\t{state}\tcreated {_date(key.created_at)}\t{key.label}")
+
+
+async def _keys_revoke(db: Database, args: argparse.Namespace) -> None:
+    count = await db.revoke_key(args.prefix)
+    if count == 0:
+        raise CommandError(f"no active key with prefix {args.prefix!r} (see `yinzi keys list`)")
+    print(f"revoked {count} key(s) with prefix {args.prefix}")
+
+
+async def _points_grant(db: Database, args: argparse.Namespace) -> None:
+    from yinzi.errors import InsufficientBalance
+
+    user = await _user(db, args.user)
+    try:
+        balance = await db.grant_points(user.id, args.points, args.note)
+    except InsufficientBalance:
+        raise CommandError(
+            f"{user.name} has only {user.balance} points; cannot remove {-args.points}"
+        ) from None
+    print(f"{user.name} now has {balance} points")
+
+
+def _date(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+ADMIN: dict[tuple[str, str], Callable[[Database, argparse.Namespace], Awaitable[None]]] = {
+    ("users", "create"): _users_create,
+    ("users", "list"): _users_list,
+    ("keys", "create"): _keys_create,
+    ("keys", "list"): _keys_list,
+    ("keys", "revoke"): _keys_revoke,
+    ("points", "grant"): _points_grant,
+}

@@ -1,0 +1,40 @@
+"""The response envelope every endpoint speaks, and strict JSON request bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from yinzi.errors import BadRequest, UnsupportedMediaType
+
+
+def ok(data: Any) -> web.Response:
+    return web.json_response({"code": 0, "data": data, "msg": "success"})
+
+
+def error(status: int, msg: str) -> web.Response:
+    return web.json_response({"code": status, "data": None, "msg": msg}, status=status)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object. Size is capped by the app's client_max_size (413 past it)."""
+    # aiohttp reports a missing Content-Type as application/octet-stream; such bodies are parsed as JSON.
+    content_type = request.content_type
+    if not (
+        content_type in ("application/json", "application/octet-stream") or content_type.endswith("+json")
+    ):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, not {content_type}")
+    raw = await request.read()
+    if not raw.strip():
+        raise BadRequest("request body is empty: send a JSON object")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"request body must be a JSON object, not {type(body).__name__}")
+    return body

@@ -1,0 +1,191 @@
+"""Fetching user-supplied URLs without letting them reach our own network (SSRF).
+
+Only public addresses may be fetched: loopback, private, link-local (cloud metadata), shared, reserved and
+multicast ranges are refused, IPv4-mapped IPv6 included, unless ``YINZI_FETCH_ALLOW`` names the CIDR or host.
+Two places enforce it, because aiohttp skips its resolver for literal IPs:
+
+- :meth:`AddressPolicy.check_url` on every URL we are about to request (each redirect hop too);
+- :class:`GuardedResolver` on every address DNS returns, the same answer the connection then uses, so a name
+  cannot resolve to a public address for the check and a private one for the connect. Odd spellings such as
+  ``http://2130706433/`` are host names to aiohttp, so they go through the resolver too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+from yinzi.errors import OrderFailed
+
+CHUNK_BYTES = 256 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class BlockedAddress(Exception):
+    """A URL points at an address we refuse to fetch."""
+
+
+class AddressPolicy:
+    def __init__(self, allow: Iterable[str] = ()) -> None:
+        self._networks: list[IPNetwork] = []
+        self._hosts: set[str] = set()
+        for item in allow:
+            try:
+                self._networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                self._hosts.add(item.lower().rstrip("."))
+
+    def host_allowed(self, host: str) -> bool:
+        return host.lower().rstrip(".") in self._hosts
+
+    def check_ip(self, ip: IPAddress) -> None:
+        mapped = getattr(ip, "ipv4_mapped", None)
+        if mapped is not None:
+            ip = mapped
+        if any(ip in net for net in self._networks):
+            return
+        if not ip.is_global or ip.is_multicast:
+            raise BlockedAddress(f"{ip} is not a public address")
+
+    def check_url(self, url: str | URL) -> URL:
+        """Scheme and literal-IP checks; host names are checked later, after DNS, by GuardedResolver."""
+        parsed = URL(url) if isinstance(url, str) else url
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise BlockedAddress("only http and https URLs with a host can be fetched")
+        host = parsed.host
+        if self.host_allowed(host):
+            return parsed
+        try:
+            ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            ip = _odd_ipv4(host)
+            if ip is None:
+                return parsed
+            self.check_ip(ip)
+            raise BlockedAddress(
+                f"{host} is an unusual spelling of {ip}: write the address as {ip}"
+            ) from None
+        self.check_ip(ip)
+        return parsed
+
+
+def _odd_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """Decimal, hex, octal and short spellings (2130706433, 0x7f000001, 127.1) that C resolvers accept."""
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+class GuardedResolver(AbstractResolver):
+    def __init__(self, policy: AddressPolicy) -> None:
+        self._policy = policy
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        answers = await self._inner.resolve(host, port, family)
+        if not self._policy.host_allowed(host):
+            for answer in answers:
+                try:
+                    self._policy.check_ip(ipaddress.ip_address(answer["host"]))
+                except BlockedAddress as exc:
+                    raise BlockedAddress(f"{host} resolves to {exc}") from None
+        return answers
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def guarded_session(
+    policy: AddressPolicy, connect_timeout: float, read_timeout: float
+) -> aiohttp.ClientSession:
+    """A client session whose every connection passes the address policy."""
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy), limit=64)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
+
+
+async def download(
+    session: aiohttp.ClientSession,
+    policy: AddressPolicy,
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    max_redirects: int,
+    total_timeout: float,
+) -> Path:
+    """Streams ``url`` to ``dest``. Every failure becomes an OrderFailed with a reason a user can act on."""
+    try:
+        async with asyncio.timeout(total_timeout):
+            return await _download(session, policy, URL(url), dest, max_bytes, max_redirects)
+    except BlockedAddress as exc:
+        raise OrderFailed(f"refused to fetch pathKey: {exc}") from None
+    except aiohttp.ServerTimeoutError:  # a TimeoutError too, so it is caught first
+        raise OrderFailed("download failed: the server stopped sending data") from None
+    except TimeoutError:
+        raise OrderFailed(f"download timed out after {total_timeout:g} s") from None
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.__cause__, BlockedAddress):
+            raise OrderFailed(f"refused to fetch pathKey: {exc.__cause__}") from None
+        raise OrderFailed(f"could not connect to {exc.host}:{exc.port}: {exc.strerror or exc}") from None
+    except aiohttp.ClientError as exc:
+        raise OrderFailed(f"download failed: {type(exc).__name__}: {exc}") from None
+
+
+async def _download(
+    session: aiohttp.ClientSession,
+    policy: AddressPolicy,
+    url: URL,
+    dest: Path,
+    max_bytes: int,
+    redirects: int,
+) -> Path:
+    too_large = f"file too large: the limit is {human_bytes(max_bytes)}"
+    for _hop in range(redirects + 1):
+        policy.check_url(url)
+        async with session.get(url, allow_redirects=False) as resp:
+            if resp.status in REDIRECT_STATUSES:
+                location = resp.headers.get("Location")
+                if not location:
+                    raise OrderFailed(f"download failed: HTTP {resp.status} without a Location header")
+                url = resp.url.join(URL(location))
+                continue
+            if resp.status != 200:
+                raise OrderFailed(f"download failed: HTTP {resp.status} from {url.host}")
+            if resp.content_length is not None and resp.content_length > max_bytes:
+                raise OrderFailed(too_large)
+            await _stream_to(resp, dest, max_bytes, too_large)
+            return dest
+    raise OrderFailed(f"download failed: more than {redirects} redirects")
+
+
+async def _stream_to(resp: aiohttp.ClientResponse, dest: Path, max_bytes: int, too_large: str) -> None:
+    # Counted after decompression, so a gzip bomb hits the same cap as a plain large file.
+    received = 0
+    with dest.open("wb") as f:
+        async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+            received += len(chunk)
+            if received > max_bytes:
+                raise OrderFailed(too_large)
+            f.write(chunk)

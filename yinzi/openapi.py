@@ -1,0 +1,237 @@
+"""The OpenAPI 3 description of the public API, served at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from yinzi.settings import ORDER_TYPES
+
+ORDER_STATUSES = ["pending", "processing", "finish", "failed", "timeout"]
+PAY_STATUSES = ["waiting", "paid", "free"]
+
+
+def _envelope(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["code", "data", "msg"],
+        "properties": {"code": {"type": "integer", "enum": [0]}, "data": data, "msg": {"type": "string"}},
+    }
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+AUTH_ERRORS = {"401": _error("API Key is required / Invalid API Key")}
+
+
+def openapi_document() -> dict[str, Any]:
+    order_type = {"type": "string", "enum": list(ORDER_TYPES)}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "yinzi open-platform API",
+            "version": "1.0.0",
+            "description": (
+                "Audio processing orders (stem separation, transcription) billed in points. Every response is "
+                "the envelope {code, data, msg}; on errors code equals the HTTP status and data is null."
+            ),
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "query", "name": "apiKey"},
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["code", "data", "msg"],
+                    "properties": {
+                        "code": {"type": "integer", "minimum": 400, "maximum": 599},
+                        "data": {"nullable": True, "enum": [None]},
+                        "msg": {"type": "string"},
+                    },
+                },
+                "CreateOrder": {
+                    "type": "object",
+                    "required": ["orderType", "stuff"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "orderType": order_type,
+                        "stuff": {
+                            "type": "object",
+                            "required": ["pathKey"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "pathKey": {
+                                    "type": "string",
+                                    "format": "uri",
+                                    "description": "http(s) URL of the media",
+                                }
+                            },
+                        },
+                    },
+                },
+                "CreatedOrder": _envelope(
+                    {
+                        "type": "object",
+                        "required": ["orderNo", "orderType", "orderStatus", "payStatus", "messageId"],
+                        "properties": {
+                            "orderNo": {"type": "string", "pattern": "^[A-Za-z0-9]{18}$"},
+                            "orderType": order_type,
+                            "orderStatus": {"type": "string", "enum": ORDER_STATUSES},
+                            "payStatus": {"type": "string", "enum": PAY_STATUSES},
+                            "messageId": {"type": "string"},
+                        },
+                    }
+                ),
+                "Order": _envelope(
+                    {
+                        "type": "object",
+                        "required": [
+                            "orderNo",
+                            "orderType",
+                            "status",
+                            "payStatus",
+                            "progress",
+                            "cost",
+                            "reason",
+                            "stuffs",
+                            "balance",
+                        ],
+                        "properties": {
+                            "orderNo": {"type": "string"},
+                            "orderType": order_type,
+                            "status": {"type": "string", "enum": ORDER_STATUSES},
+                            "payStatus": {
+                                "type": "string",
+                                "enum": PAY_STATUSES,
+                                "description": "waiting: not charged yet; paid: charged; free: failed or timed out",
+                            },
+                            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+                            "cost": {
+                                "type": "integer",
+                                "description": "points; charged on the first query after finish",
+                            },
+                            "reason": {"type": "string", "nullable": True},
+                            "stuffs": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "business", "url"],
+                                    "properties": {
+                                        "name": {"type": "string"},
+                                        "business": {"type": "string"},
+                                        "url": {"type": "string", "description": "signed, valid for 1 hour"},
+                                    },
+                                },
+                            },
+                            "balance": {"type": "integer"},
+                        },
+                    }
+                ),
+                "Health": _envelope({"type": "object"}),
+            },
+        },
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "paths": {
+            "/api/open/v1/order/create": {
+                "post": {
+                    "summary": "Create a processing order",
+                    "operationId": "createOrder",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/CreateOrder"}}
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "created",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/CreatedOrder"}}
+                            },
+                        },
+                        "400": _error("malformed JSON, missing or invalid field (pathKey is required, ...)"),
+                        **AUTH_ERRORS,
+                        "402": _error(
+                            "ErrorCode.USER_BLANCE_NOT_ENOUGH: balance below one minute of this order type"
+                        ),
+                        "413": _error("request body too large"),
+                        "415": _error("Content-Type is not application/json"),
+                        "500": _error("internal error"),
+                        "503": _error("job queue unavailable; nothing was created"),
+                    },
+                }
+            },
+            "/api/open/v1/order/query": {
+                "get": {
+                    "summary": "Query an order; the first query after it finishes charges its cost",
+                    "operationId": "queryOrder",
+                    "parameters": [
+                        {"name": "orderNo", "in": "query", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the order",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Order"}}
+                            },
+                        },
+                        "400": _error("orderNo is required"),
+                        **AUTH_ERRORS,
+                        "402": _error("finished but the balance is short: top up and query again"),
+                        "404": _error("Order not found"),
+                        "500": _error("internal error"),
+                    },
+                }
+            },
+            "/files/{orderNo}/{name}": {
+                "get": {
+                    "summary": "Download a result file through the signed URL given by order/query",
+                    "operationId": "resultFile",
+                    "security": [],
+                    "parameters": [
+                        {"name": "orderNo", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "expires", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {"name": "sig", "in": "query", "required": True, "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {"description": "the file", "content": {"application/octet-stream": {}}},
+                        "403": _error("invalid or expired signature"),
+                        "404": _error("file not found"),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness and dependency check",
+                    "operationId": "health",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "healthy",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
+                            },
+                        },
+                        "503": _error("a dependency is down"),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "operationId": "openapi",
+                    "security": [],
+                    "responses": {
+                        "200": {"description": "OpenAPI 3 document", "content": {"application/json": {}}}
+                    },
+                }
+            },
+        },
+    }

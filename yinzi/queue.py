@@ -1,0 +1,95 @@
+"""Getting order numbers to :func:`workers.jobs.process_order`, in one of two modes.
+
+- :class:`EmbeddedQueue` (no ``YINZI_REDIS_URL``): jobs run inside the API process, ``worker_concurrency``
+  at a time. Nothing to run besides ``yinzi serve``.
+- :class:`ArqQueue` (``YINZI_REDIS_URL`` set): jobs go to Redis with the order number as arq job id, and
+  ``yinzi worker`` processes, as many as you like, run them.
+
+The database, not the queue, is durable: an order row is committed before it is enqueued, and ``recover``
+re-enqueues every order still pending or processing when a process starts. Enqueueing twice is harmless:
+arq refuses a duplicate job id, the embedded queue skips one it holds, and jobs are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.exceptions import RedisError
+
+from workers.jobs import JobContext, process_order
+from yinzi.db import Database
+from yinzi.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+JOB_NAME = "process_order"
+
+
+class JobQueue(Protocol):
+    async def enqueue(self, order_no: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+async def recover(queue: JobQueue, db: Database) -> int:
+    """Enqueues every order a stopped process may have left behind; returns how many."""
+    backlog = await db.unfinished_orders()
+    for order_no in backlog:
+        await queue.enqueue(order_no)
+    return len(backlog)
+
+
+class EmbeddedQueue:
+    def __init__(self, jobs: JobContext, concurrency: int) -> None:
+        self._jobs = jobs
+        self._pending: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._workers = [asyncio.create_task(self._work(), name=f"yinzi-job-{i}") for i in range(concurrency)]
+
+    async def enqueue(self, order_no: str) -> None:
+        if order_no not in self._queued:
+            self._queued.add(order_no)
+            self._pending.put_nowait(order_no)
+
+    async def _work(self) -> None:
+        while True:
+            order_no = await self._pending.get()
+            self._queued.discard(order_no)
+            try:
+                await process_order(self._jobs, order_no)
+            except Exception:  # process_order already ends orders on errors; this is the last guard
+                log.exception("job for order %s crashed", order_no)
+
+    async def close(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+
+
+class ArqQueue:
+    def __init__(self, redis: ArqRedis, queue_name: str) -> None:
+        self._redis = redis
+        self._queue_name = queue_name
+
+    @classmethod
+    async def connect(cls, redis_url: str, queue_name: str) -> ArqQueue:
+        settings = RedisSettings.from_dsn(redis_url)
+        settings.conn_retries = 0  # fail fast: a request should not hang while Redis is down
+        try:
+            redis = await create_pool(settings, default_queue_name=queue_name)
+        except (OSError, RedisError) as exc:
+            raise ServiceUnavailable(f"cannot reach Redis at {redis_url}: {exc}") from None
+        return cls(redis, queue_name)
+
+    async def enqueue(self, order_no: str) -> None:
+        try:
+            await self._redis.enqueue_job(JOB_NAME, order_no, _job_id=order_no, _queue_name=self._queue_name)
+        except (OSError, RedisError) as exc:
+            log.error("enqueue of %s failed: %s", order_no, exc)
+            raise ServiceUnavailable("the job queue is unavailable right now; please retry shortly") from None
+
+    async def close(self) -> None:
+        await self._redis.aclose()

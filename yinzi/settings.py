@@ -1,0 +1,152 @@
+"""All configuration, read once from ``YINZI_*`` environment variables into one frozen object.
+
+Tests build :class:`Settings` directly; the command line builds it with :meth:`Settings.from_env`.
+Every limit, timeout and price lives here, so an operator finds every knob in one file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+ORDER_TYPES = ("track-separation", "extract-voice", "extract-music", "extract-text")
+
+# Points per started minute of media. The seed's example charges 10 points for a short song.
+DEFAULT_PRICES: Mapping[str, int] = MappingProxyType(
+    {
+        "track-separation": 10,
+        "extract-voice": 10,
+        "extract-music": 10,
+        "extract-text": 5,
+    }
+)
+
+GIB = 1024**3
+
+
+class SettingsError(ValueError):
+    """A ``YINZI_*`` variable has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # None: jobs run in the API process (embedded queue). Set: arq carries them to `yinzi worker`s.
+    redis_url: str | None = None
+    queue_name: str = "yinzi:queue"
+    model_dir: Path | None = None  # None: <data_dir>/models
+    # CIDRs or host names that may be fetched although they are not public addresses.
+    fetch_allow: tuple[str, ...] = ()
+    # Base of signed result URLs, e.g. https://audio.example.com. None: taken from each request's Host.
+    public_url: str | None = None
+    # HMAC key for result URLs. None: generated once and kept in <data_dir>/secret.key.
+    secret_key: bytes | None = None
+    prices: Mapping[str, int] = field(default_factory=lambda: DEFAULT_PRICES)
+    # Embedded queue: orders processed at once by the API process.
+    worker_concurrency: int = 2
+    max_download_bytes: int = 2 * GIB
+    max_redirects: int = 5
+    fetch_connect_timeout: float = 10.0
+    fetch_read_timeout: float = 60.0
+    fetch_total_timeout: float = 1800.0
+    max_json_body: int = 64 * 1024
+    result_url_ttl: int = 3600
+    # Longest one order may run, end to end. arq also retries a job whose worker died after this (+10 s).
+    job_timeout: int = 3 * 3600
+    # Engine processes per engine (Demucs, Whisper) in each worker process: one is right on a CPU machine.
+    engine_concurrency: int = 1
+    # An order's engine time limit is base + factor x media duration, capped by job_timeout.
+    engine_timeout_base: float = 300.0
+    engine_timeout_factor: float = 10.0
+    # orderType -> "module:Class" overrides of the built-in engines (see workers/engines).
+    engines: Mapping[str, str] = field(default_factory=dict)
+    ffprobe: str = "ffprobe"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "yinzi.db"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.data_dir / "work"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
+    def engine_timeout(self, duration: float) -> float:
+        return min(self.engine_timeout_base + self.engine_timeout_factor * duration, float(self.job_timeout))
+
+    def min_charge(self, order_type: str) -> int:
+        """The least an order of this type can cost: one started minute."""
+        return self.prices[order_type]
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(f"YINZI_{name}", "").strip()
+            return value or None
+
+        def integer(name: str, default: int) -> int:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise SettingsError(f"YINZI_{name} must be an integer, got {raw!r}") from None
+
+        def pairs(name: str) -> dict[str, str]:
+            raw = get(name)
+            out: dict[str, str] = {}
+            for item in (raw or "").split(","):
+                if item.strip():
+                    key, sep, value = item.partition("=")
+                    if not sep:
+                        raise SettingsError(f"YINZI_{name} items must look like key=value, got {item!r}")
+                    out[key.strip()] = value.strip()
+            return out
+
+        prices = dict(DEFAULT_PRICES)
+        for order_type, points in pairs("PRICES").items():
+            if order_type not in ORDER_TYPES or not points.isdigit():
+                raise SettingsError(f"YINZI_PRICES: {order_type}={points} is not <orderType>=<points>")
+            prices[order_type] = int(points)
+
+        secret = get("SECRET_KEY")
+        model_dir = get("MODEL_DIR")
+        return cls(
+            data_dir=Path(get("DATA_DIR") or "data"),
+            host=get("HOST") or cls.host,
+            port=integer("PORT", cls.port),
+            redis_url=get("REDIS_URL"),
+            queue_name=get("QUEUE_NAME") or cls.queue_name,
+            model_dir=Path(model_dir) if model_dir else None,
+            fetch_allow=tuple(p.strip() for p in (get("FETCH_ALLOW") or "").split(",") if p.strip()),
+            public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
+            secret_key=secret.encode() if secret else None,
+            prices=MappingProxyType(prices),
+            worker_concurrency=integer("WORKER_CONCURRENCY", cls.worker_concurrency),
+            max_download_bytes=integer("MAX_DOWNLOAD_BYTES", cls.max_download_bytes),
+            job_timeout=integer("JOB_TIMEOUT", cls.job_timeout),
+            engine_concurrency=integer("ENGINE_CONCURRENCY", cls.engine_concurrency),
+            engine_timeout_base=integer("ENGINE_TIMEOUT_BASE", int(cls.engine_timeout_base)),
+            engine_timeout_factor=integer("ENGINE_TIMEOUT_FACTOR", int(cls.engine_timeout_factor)),
+            result_url_ttl=integer("RESULT_URL_TTL", cls.result_url_ttl),
+            engines=pairs("ENGINES"),
+        )
