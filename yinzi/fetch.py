@@ -69,12 +69,12 @@ class AddressPolicy:
         try:
             ip = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
-            ip = _odd_ipv4(host)
-            if ip is None:
+            odd = _odd_ipv4(host)
+            if odd is None:
                 return parsed
-            self.check_ip(ip)
+            self.check_ip(odd)
             raise BlockedAddress(
-                f"{host} is an unusual spelling of {ip}: write the address as {ip}"
+                f"{host} is an unusual spelling of {odd}: write the address as {odd}"
             ) from None
         self.check_ip(ip)
         return parsed
