@@ -81,3 +81,8 @@ def test_worker_needs_redis(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("YINZI_REDIS_URL", raising=False)
     with pytest.raises(SystemExit, match="needs YINZI_REDIS_URL"):
         main(["worker"])
+
+
+def test_several_api_processes_need_redis(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "serve", "--processes", "2")
+    assert code == 2 and "needs YINZI_REDIS_URL" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import shutil
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class MediaInfo:
     has_video: bool
 
 
+@functools.cache  # a PATH search per call would show in /healthz; installing ffmpeg needs a restart anyway
 def ffprobe_missing(ffprobe: str) -> str | None:
     """None when ffprobe can run, else a message telling the operator how to install it."""
     return None if shutil.which(ffprobe) else f"{ffprobe} not found: {INSTALL_HINT}"

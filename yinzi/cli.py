@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import signal
 import sqlite3
 import sys
 import time
@@ -31,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", help="address to listen on (YINZI_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (YINZI_PORT, default 8000)")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        help="API processes sharing the port (YINZI_PROCESSES, default 1; >1 needs Redis)",
+    )
     sub.add_parser("worker", help="run an arq worker (needs YINZI_REDIS_URL)")
 
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="action", required=True)
@@ -64,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"yinzi: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        return _serve(settings, args.host, args.port)
+        settings = settings.replace(
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            processes=args.processes or settings.processes,
+        )
+        return _serve(settings)
     if args.command == "worker":
         from workers.arq_worker import run
 
@@ -78,21 +90,49 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+def _serve(settings: Settings) -> int:
+    if settings.processes <= 1:
+        _serve_process(settings)
+        return 0
+    if not settings.redis_url:
+        print(
+            "yinzi: --processes above 1 needs YINZI_REDIS_URL: the embedded queue runs jobs in one process",
+            file=sys.stderr,
+        )
+        return 2
+    # Python serves one core per process; the kernel spreads connections over processes sharing the port.
+    ctx = multiprocessing.get_context("spawn")
+    children = [
+        ctx.Process(target=_serve_process, args=(settings,), daemon=True) for _ in range(settings.processes)
+    ]
+    for child in children:
+        child.start()
+
+    def stop(signum: int, frame: object) -> None:
+        for child in children:
+            child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for child in children:
+        child.join()
+    return max((child.exitcode or 0) for child in children)
+
+
+def _serve_process(settings: Settings) -> None:
     from aiohttp import web
 
     from yinzi.app import create_app
 
     setup_logging()
-    settings = settings.replace(host=host or settings.host, port=port or settings.port)
     web.run_app(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        reuse_port=settings.processes > 1,
         access_log_class=AccessLogger,
         print=lambda msg: print(msg, file=sys.stderr),
     )
-    return 0
 
 
 # ---- administration ------------------------------------------------------------------------------------

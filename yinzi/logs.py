@@ -53,8 +53,10 @@ class AccessLogger(AbstractAccessLogger):
     """One line per request, tagged with its request id, with ``apiKey`` values masked."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        query = urlencode([(k, "***" if k == "apiKey" else v) for k, v in request.query.items()])
-        target = request.path + (f"?{query}" if query else "")
+        target = request.path_qs
+        if "apiKey" in request.query:
+            query = urlencode([(k, "***" if k == "apiKey" else v) for k, v in request.query.items()])
+            target = f"{request.path}?{query}"
         with log_context(response.headers.get("X-Request-Id", "-")):
             self.logger.info(
                 '%s "%s %s" %d %d %.1fms',

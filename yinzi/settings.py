@@ -11,19 +11,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 
 ORDER_TYPES = ("track-separation", "extract-voice", "extract-music", "extract-text")
 
 # Points per started minute of media. The seed's example charges 10 points for a short song.
-DEFAULT_PRICES: Mapping[str, int] = MappingProxyType(
-    {
-        "track-separation": 10,
-        "extract-voice": 10,
-        "extract-music": 10,
-        "extract-text": 5,
-    }
-)
+DEFAULT_PRICES: Mapping[str, int] = {
+    "track-separation": 10,
+    "extract-voice": 10,
+    "extract-music": 10,
+    "extract-text": 5,
+}
 
 GIB = 1024**3
 
@@ -37,6 +34,8 @@ class Settings:
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
     port: int = 8000
+    # API processes sharing the port (SO_REUSEPORT). More than one needs the arq queue.
+    processes: int = 1
     # None: jobs run in the API process (embedded queue). Set: arq carries them to `yinzi worker`s.
     redis_url: str | None = None
     queue_name: str = "yinzi:queue"
@@ -47,7 +46,7 @@ class Settings:
     public_url: str | None = None
     # HMAC key for result URLs. None: generated once and kept in <data_dir>/secret.key.
     secret_key: bytes | None = None
-    prices: Mapping[str, int] = field(default_factory=lambda: DEFAULT_PRICES)
+    prices: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     # Embedded queue: orders processed at once by the API process.
     worker_concurrency: int = 2
     max_download_bytes: int = 2 * GIB
@@ -134,13 +133,14 @@ class Settings:
             data_dir=Path(get("DATA_DIR") or "data"),
             host=get("HOST") or cls.host,
             port=integer("PORT", cls.port),
+            processes=integer("PROCESSES", cls.processes),
             redis_url=get("REDIS_URL"),
             queue_name=get("QUEUE_NAME") or cls.queue_name,
             model_dir=Path(model_dir) if model_dir else None,
             fetch_allow=tuple(p.strip() for p in (get("FETCH_ALLOW") or "").split(",") if p.strip()),
             public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
             secret_key=secret.encode() if secret else None,
-            prices=MappingProxyType(prices),
+            prices=prices,
             worker_concurrency=integer("WORKER_CONCURRENCY", cls.worker_concurrency),
             max_download_bytes=integer("MAX_DOWNLOAD_BYTES", cls.max_download_bytes),
             job_timeout=integer("JOB_TIMEOUT", cls.job_timeout),

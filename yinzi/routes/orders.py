@@ -19,10 +19,12 @@ async def create_order(request: web.Request) -> web.Response:
     db = app[DB]
     user = await authenticate(db, request)
     order = parse_create(await read_json_object(request), app[POLICY])
-    if user.balance < app[SETTINGS].min_charge(order.order_type):
-        raise InsufficientBalance()
     order_no = new_order_no()
-    await db.create_order(order_no, user.id, order.order_type, order.stuff)  # committed before it is enqueued
+    # Committed before it is enqueued; refused, creating nothing, if the balance cannot pay one minute.
+    if not await db.create_order(
+        order_no, user.id, order.order_type, order.stuff, app[SETTINGS].min_charge(order.order_type)
+    ):
+        raise InsufficientBalance()
     try:
         await app[QUEUE].enqueue(order_no)
     except ServiceUnavailable:
@@ -39,15 +41,14 @@ async def query_order(request: web.Request) -> web.Response:
     order_no = request.query.get("orderNo", "").strip()
     if not order_no:
         raise BadRequest("orderNo is required")
-    order = await db.order(order_no)
-    if order is None or order.user_id != user.id:
+    found = await db.order_and_balance(order_no)
+    if found is None or found[0].user_id != user.id:
         raise NotFound("Order not found")  # another user's order looks exactly like a missing one
-    balance = user.balance
-    if order.status == "finish" and order.pay_status == "waiting":
+    if found[0].status == "finish" and found[0].pay_status == "waiting":
         await db.charge_order(order_no, user.id)  # exactly once, whoever gets here first
-        order = await db.order(order_no)
-        assert order is not None
-        balance = await db.balance(user.id)
+        found = await db.order_and_balance(order_no)
+        assert found is not None
+    order, balance = found
 
     signer = app[SIGNER]
     base = app[SETTINGS].public_url or f"{request.scheme}://{request.host}"

@@ -1,0 +1,189 @@
+"""Throughput and latency of order/create and order/query at 32 concurrent clients, beside /healthz.
+
+Starts one real ``yinzi serve`` process on a fresh data directory, gives it a user, a key and finished
+orders, then drives each endpoint with wrk (a C load generator, so the client is not the bottleneck) and
+prints a Markdown table. Queries pick random finished orders, so the first query of each one charges it
+(a write transaction) and later ones only read, as in real use.
+
+    python bench/api_throughput.py [--seconds 10] [--connections 32] [--processes 2]
+
+Three layouts: embedded (one process that also runs the created orders; with no engine installed they fail
+right after being claimed), and arq with one and with ``--processes`` API processes (workers elsewhere, the
+production layout; needs Redis on 127.0.0.1:6379).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from arq.connections import RedisSettings, create_pool  # noqa: E402
+
+from yinzi.accounts import create_key  # noqa: E402
+from yinzi.db import Database, ResultFile  # noqa: E402
+
+FINISHED_ORDERS = 2000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def seed(db_path: Path) -> tuple[str, list[str]]:
+    db = await Database.open(db_path)
+    try:
+        user = await db.create_user("bench", 10**9)
+        key = (await create_key(db, user)).key
+        orders = []
+        for i in range(FINISHED_ORDERS):
+            order_no = f"bench{i:013d}"
+            await db.create_order(
+                order_no, user.id, "track-separation", {"pathKey": "https://example.com/a.mp3"}, 0
+            )
+            await db.claim_order(order_no)
+            await db.finish_order(order_no, 10, 42.0, [ResultFile("vocals.mp3", "vocals")])
+            orders.append(order_no)
+        return key, orders
+    finally:
+        await db.close()
+
+
+async def forget_queue(name: str) -> None:
+    redis = await create_pool(RedisSettings())
+    job_ids = await redis.zrange(name, 0, -1)
+    await redis.delete(name, *[b"arq:job:" + job_id for job_id in job_ids])
+    await redis.aclose()
+
+
+async def drained(db_path: Path) -> None:
+    db = await Database.open(db_path)
+    try:
+        while await db.unfinished_orders():
+            await asyncio.sleep(0.2)
+    finally:
+        await db.close()
+
+
+def wrk(url: str, script: str, seconds: int, connections: int, workdir: Path) -> dict[str, float]:
+    lua = workdir / "script.lua"
+    lua.write_text(script)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise SystemExit(f"errors during the run:\n{out}")
+
+    def latency(pct: str) -> float:
+        match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert match, out
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert rps, out
+    return {"rps": float(rps.group(1)), "p50": latency("50"), "p99": latency("99")}
+
+
+def scripts(key: str, orders: list[str]) -> dict[str, str]:
+    auth = f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+    order_list = ",".join(f'"{o}"' for o in orders)
+    return {
+        "order/create": auth
+        + 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        + 'wrk.body = \'{"orderType":"track-separation","stuff":{"pathKey":"https://example.com/song.mp3"}}\'\n'
+        + 'wrk.path = "/api/open/v1/order/create"\n',
+        "order/query": auth
+        + f"local orders = {{{order_list}}}\n"
+        + "request = function()\n"
+        + '  return wrk.format("GET", "/api/open/v1/order/query?orderNo=" .. orders[math.random(#orders)])\n'
+        + "end\n",
+        "healthz": 'wrk.path = "/healthz"\n',
+    }
+
+
+def run_mode(
+    mode: str, processes: int, seconds: int, connections: int
+) -> list[tuple[str, str, dict[str, float]]]:
+    label = f"{mode}, {processes} process{'es' if processes > 1 else ''}"
+    workdir = Path(tempfile.mkdtemp(prefix="yinzi-bench-"))
+    try:
+        data = workdir / "data"
+        key, orders = asyncio.run(seed(data / "yinzi.db"))
+        port = free_port()
+        env = {
+            **os.environ,
+            "YINZI_DATA_DIR": str(data),
+            "YINZI_PORT": str(port),
+            "YINZI_PROCESSES": str(processes),
+        }
+        env.pop("YINZI_ENGINES", None)
+        if mode == "arq":
+            env.update(YINZI_REDIS_URL="redis://127.0.0.1:6379/0", YINZI_QUEUE_NAME=f"yinzi-bench:{port}")
+        with (workdir / "serve.log").open("wb") as log:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "yinzi", "serve"],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(f"{base}/healthz", timeout=1).read()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            rows = []
+            for name, script in scripts(key, orders).items():
+                rows.append((label, name, wrk(base, script, seconds, connections, workdir)))
+                if mode == "embedded":  # the same process runs the created orders: let it drain first
+                    asyncio.run(drained(data / "yinzi.db"))
+            return rows
+        finally:
+            server.terminate()
+            server.wait(10)
+            if mode == "arq":  # the created jobs were never meant to run
+                asyncio.run(forget_queue(f"yinzi-bench:{port}"))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--processes", type=int, default=2, help="API processes in arq mode")
+    args = parser.parse_args()
+    layouts = [("embedded", 1), ("arq", 1), ("arq", args.processes)]
+    rows = [row for mode, n in layouts for row in run_mode(mode, n, args.seconds, args.connections)]
+    print(f"\n{args.connections} connections, {args.seconds} s per endpoint, {os.cpu_count()} cores\n")
+    print("| queue mode | endpoint | requests/s | p50 ms | p99 ms |")
+    print("|---|---|---:|---:|---:|")
+    for mode, name, r in rows:
+        print(f"| {mode} | {name} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
