@@ -15,7 +15,8 @@ ARG EXTRAS=""
 # The CPU wheel index keeps torch from pulling CUDA packages; constraints.txt pins its version.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN pip install --no-cache-dir --constraint constraints.txt --extra-index-url "$TORCH_INDEX_URL" \
-        ".${EXTRAS:+[$EXTRAS]}"
+        ".${EXTRAS:+[$EXTRAS]}" \
+    && if [ -n "$EXTRAS" ]; then pip install --no-cache-dir --no-deps openai-whisper==20250625; fi
 
 ENV YINZI_HOST=0.0.0.0 \
     YINZI_PORT=8000 \

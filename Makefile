@@ -5,12 +5,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Keeps pip on the CPU build of torch (see constraints.txt).
 PIP_INSTALL := $(BIN)/pip install --quiet --constraint constraints.txt
+# Installed without its dependency list, which pulls triton (CUDA only); pyproject's engines extra has the rest.
+WHISPER := openai-whisper==20250625
 
 .PHONY: setup serve worker test lint bench ffmpeg redis
 
 $(BIN)/yinzi: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PIP_INSTALL) --editable '.[test]'
+	$(PIP_INSTALL) --editable '.[test,engines]'
+	$(PIP_INSTALL) --no-deps $(WHISPER)
 	@touch $@
 
 setup: $(BIN)/yinzi ffmpeg

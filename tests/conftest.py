@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from arq.worker import Worker
 
 from tests.support.media import make_media, media_app
+from workers.arq_worker import worker_options
 from yinzi.accounts import create_key
 from yinzi.app import create_app
 from yinzi.appkeys import DB
@@ -146,7 +147,17 @@ async def arq_settings(settings: Settings, redis_url: str, queue_name: str) -> A
     yield settings.replace(redis_url=redis_url, queue_name=queue_name)
 
 
-def json_app(handler: Callable[[web.Request], Any]) -> web.Application:
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    return app
+@pytest.fixture
+async def run_worker() -> AsyncIterator[Callable[[Settings], Any]]:
+    workers: list[Worker] = []
+
+    async def run(settings: Settings) -> Worker:
+        """Runs a worker, as `yinzi worker` would, until the queue is empty; then it stops."""
+        worker = Worker(**worker_options(settings), burst=True, handle_signals=False, poll_delay=0.05)
+        workers.append(worker)
+        await worker.main()
+        return worker
+
+    yield run
+    for worker in workers:
+        await worker.close()

@@ -5,40 +5,22 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from arq.connections import RedisSettings, create_pool
-from arq.worker import Worker
 
 from tests.conftest import add_account, create_order
-from workers.arq_worker import worker_options
 from yinzi.appkeys import DB
 from yinzi.settings import Settings
-
-
-@pytest.fixture
-async def run_worker(arq_settings: Settings) -> AsyncIterator[Callable[[], Any]]:
-    workers: list[Worker] = []
-
-    async def run() -> Worker:
-        """Runs a burst worker until the queue is empty, as `yinzi worker` would, then stops."""
-        worker = Worker(**worker_options(arq_settings), burst=True, handle_signals=False, poll_delay=0.05)
-        workers.append(worker)
-        await worker.main()
-        return worker
-
-    yield run
-    for worker in workers:
-        await worker.close()
 
 
 async def test_order_flows_through_redis_to_a_worker(
     make_client: Callable[[Settings], Any],
     arq_settings: Settings,
-    run_worker: Callable[[], Any],
+    run_worker: Callable[[Settings], Any],
     media_url: Callable[[str], str],
 ) -> None:
     client = await make_client(arq_settings)
@@ -47,7 +29,7 @@ async def test_order_flows_through_redis_to_a_worker(
     order_no = await create_order(client, account, media_url("/m/tone.wav"), "extract-voice")
     assert (await db.order(order_no)).status == "pending"  # type: ignore[union-attr]
 
-    worker = await run_worker()
+    worker = await run_worker(arq_settings)
     assert worker.jobs_complete == 1 and worker.jobs_failed == 0
     resp = await client.get("/api/open/v1/order/query", params={"orderNo": order_no}, headers=account.headers)
     data = (await resp.json())["data"]
@@ -59,7 +41,7 @@ async def test_order_flows_through_redis_to_a_worker(
 async def test_orders_the_queue_lost_are_enqueued_again(
     make_client: Callable[[Settings], Any],
     arq_settings: Settings,
-    run_worker: Callable[[], Any],
+    run_worker: Callable[[Settings], Any],
     media_url: Callable[[str], str],
 ) -> None:
     client = await make_client(arq_settings)
@@ -71,7 +53,7 @@ async def test_orders_the_queue_lost_are_enqueued_again(
     assert await redis.delete(arq_settings.queue_name, f"arq:job:{order_no}") == 2
     await redis.aclose()
     # ...and the worker's start-up finds the order in the database and runs it.
-    worker = await run_worker()
+    worker = await run_worker(arq_settings)
     assert worker.jobs_complete == 1
     assert (await db.order(order_no)).status == "finish"  # type: ignore[union-attr]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -86,3 +87,19 @@ def test_worker_needs_redis(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
 def test_several_api_processes_need_redis(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "serve", "--processes", "2")
     assert code == 2 and "needs YINZI_REDIS_URL" in err
+
+
+def test_models_pull_fails_in_one_clear_line_offline(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = run(capsys, "models", "pull", "klingon")
+    assert code == 2 and "unknown model 'klingon'" in err and "htdemucs" in err and "large-v3" in err
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    # The network edge: no name resolves, as on a machine without internet. The real download code runs.
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    code, _, err = run(capsys, "models", "pull", "tiny")
+    assert code == 1 and err.startswith("yinzi: cannot download tiny:") and err.count("\n") == 1
+    assert not (data_dir / "models" / "whisper" / "tiny.pt").exists()

@@ -110,13 +110,22 @@ async def _run(ctx: JobContext, order: Order, work: Path) -> None:
 
     out_dir = work / "out"
     out_dir.mkdir()
+    options = {k: v for k, v in order.stuff.items() if k != "pathKey"}
+    if order.order_type == "extract-text":
+        model = options.get("model") or settings.whisper_model
+    else:
+        model = settings.demucs_model
     task = EngineTask(
         order_no=order.order_no,
         order_type=order.order_type,
         input_path=source,
         out_dir=out_dir,
         duration=media.duration,
-        options={k: v for k, v in order.stuff.items() if k != "pathKey"},
+        sample_rate=media.sample_rate,
+        channels=media.channels,
+        model=model,
+        cache_dir=settings.cache_dir,
+        options=options,
     )
     results = await ctx.engines.run(task, on_progress, settings.engine_timeout(media.duration))
     missing = [r.name for r in results if not (out_dir / r.name).is_file()]

@@ -8,6 +8,7 @@ yinzi keys create USER [--label L]       prints the key once; only its hash is s
 yinzi keys list [USER]
 yinzi keys revoke PREFIX
 yinzi points grant USER POINTS [--note TEXT]
+yinzi models pull [NAME...]              official Demucs / Whisper weights into YINZI_MODEL_DIR
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     key_revoke = keys.add_parser("revoke", help="revoke an API key by its prefix")
     key_revoke.add_argument("prefix")
 
+    models = sub.add_parser("models", help="manage model weights").add_subparsers(
+        dest="action", required=True
+    )
+    pull = models.add_parser("pull", help="download official weights into YINZI_MODEL_DIR")
+    pull.add_argument(
+        "names", nargs="*", help="e.g. htdemucs, small, large-v3 (default: the configured models)"
+    )
+
     points = sub.add_parser("points", help="manage points").add_subparsers(dest="action", required=True)
     grant = points.add_parser("grant", help="add points to a user (negative to remove)")
     grant.add_argument("user")
@@ -82,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
         run(settings)
         return 0
+    if args.command == "models":
+        return _models_pull(settings, args.names or [settings.demucs_model, settings.whisper_model])
     handler = ADMIN[(args.command, args.action)]
     try:
         return asyncio.run(_with_db(settings, handler, args))
@@ -133,6 +144,27 @@ def _serve_process(settings: Settings) -> None:
         access_log_class=AccessLogger,
         print=lambda msg: print(msg, file=sys.stderr),
     )
+
+
+def _models_pull(settings: Settings, names: list[str]) -> int:
+    from workers.engines.models import known_models, pull
+
+    known = known_models()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        print(f"yinzi: unknown model {unknown[0]!r}; known: {', '.join(sorted(known))}", file=sys.stderr)
+        return 2
+    for name in names:
+        try:
+            where = pull(name, settings.models_dir)
+        except OSError as exc:  # URLError and socket errors are OSErrors
+            print(
+                f"yinzi: cannot download {name}: {getattr(exc, 'reason', exc)} (is this machine online?)",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{name}: ready in {where}")
+    return 0
 
 
 # ---- administration ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Plain functions over plain data: no aiohttp, no SQL, so the rules are easy to re
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from collections.abc import Callable
@@ -21,7 +22,55 @@ ORDER_NO_LENGTH = 18  # 107 random bits: unguessable
 MAX_URL_LENGTH = 4096
 
 CREATE_FIELDS = frozenset({"orderType", "stuff"})
-STUFF_FIELDS = frozenset({"pathKey"})
+
+OUTPUT_FORMATS = ("mp3", "wav", "flac")
+CHINESE_SCRIPTS = ("simplified", "traditional")
+MAX_PROMPT_CHARS = 1000
+# Model names become file names in the model directory: no separators, no leading dot.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# The languages Whisper knows (whisper.tokenizer.LANGUAGES), kept here so the API never imports torch.
+WHISPER_LANGUAGES = frozenset(
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr ht hu "
+    "hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc pa pl ps pt ro "
+    "ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo yue zh".split()
+)
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], None]:
+    def check(name: str, value: Any) -> None:
+        if value not in choices:
+            raise BadRequest(f"stuff.{name} must be one of: {', '.join(choices)}")
+
+    return check
+
+
+def _language(name: str, value: Any) -> None:
+    if not isinstance(value, str) or value.lower() not in WHISPER_LANGUAGES:
+        raise BadRequest(f"stuff.{name} must be a language code Whisper knows, such as en, zh or ja")
+
+
+def _prompt(name: str, value: Any) -> None:
+    if not isinstance(value, str) or len(value) > MAX_PROMPT_CHARS:
+        raise BadRequest(f"stuff.{name} must be a string of at most {MAX_PROMPT_CHARS} characters")
+
+
+def _model(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not MODEL_NAME.fullmatch(value):
+        raise BadRequest(f"stuff.{name} must be a model name such as small or large-v3")
+
+
+SEPARATION_OPTIONS = {"format": _one_of(OUTPUT_FORMATS)}
+OPTIONS: dict[str, dict[str, Callable[[str, Any], None]]] = {
+    "track-separation": SEPARATION_OPTIONS,
+    "extract-voice": SEPARATION_OPTIONS,
+    "extract-music": SEPARATION_OPTIONS,
+    "extract-text": {
+        "language": _language,
+        "prompt": _prompt,
+        "model": _model,
+        "chinese": _one_of(CHINESE_SCRIPTS),
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -60,7 +109,11 @@ def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
         raise BadRequest("pathKey is required")
     if not isinstance(stuff, dict):
         raise BadRequest("stuff must be an object")
-    _reject_unknown(stuff, STUFF_FIELDS, "stuff.")
+    options = OPTIONS[order_type]
+    _reject_unknown(stuff, frozenset({"pathKey", *options}), "stuff.")
+    for name, check in options.items():
+        if name in stuff:
+            check(name, stuff[name])
     path_key = stuff.get("pathKey")
     if path_key is None or path_key == "":
         raise BadRequest("pathKey is required")

@@ -40,6 +40,8 @@ class Settings:
     redis_url: str | None = None
     queue_name: str = "yinzi:queue"
     model_dir: Path | None = None  # None: <data_dir>/models
+    demucs_model: str = "htdemucs"
+    whisper_model: str = "small"
     # CIDRs or host names that may be fetched although they are not public addresses.
     fetch_allow: tuple[str, ...] = ()
     # Base of signed result URLs, e.g. https://audio.example.com. None: taken from each request's Host.
@@ -78,6 +80,10 @@ class Settings:
     @property
     def work_dir(self) -> Path:
         return self.data_dir / "work"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
 
     @property
     def models_dir(self) -> Path:
@@ -137,6 +143,8 @@ class Settings:
             redis_url=get("REDIS_URL"),
             queue_name=get("QUEUE_NAME") or cls.queue_name,
             model_dir=Path(model_dir) if model_dir else None,
+            demucs_model=get("DEMUCS_MODEL") or cls.demucs_model,
+            whisper_model=get("WHISPER_MODEL") or cls.whisper_model,
             fetch_allow=tuple(p.strip() for p in (get("FETCH_ALLOW") or "").split(",") if p.strip()),
             public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
             secret_key=secret.encode() if secret else None,

@@ -37,6 +37,39 @@ def make_media(folder: Path) -> Path:
         "yuv420p",
         str(folder / "silent.mp4"),
     )
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=500:duration=3",
+        "-ac",
+        "2",
+        "-ar",
+        "48000",
+        str(folder / "stereo48k.flac"),
+    )
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=600:duration=2", "-c:a", "aac", str(folder / "tone.m4a"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=700:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=blue:s=64x64:d=2",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(folder / "clip.mp4"),
+    )
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=800:duration=4", "-b:a", "64k", str(folder / "whole.mp3"))
+    whole = (folder / "whole.mp3").read_bytes()
+    (folder / "truncated.mp3").write_bytes(whole[: len(whole) // 2])
     (folder / "notes.mp3").write_text("these are not audio bytes\n" * 50)
     (folder / "empty.mp3").write_bytes(b"")
     return folder

@@ -28,7 +28,7 @@ BUILTIN_ENGINES: Mapping[str, str] = {
     "extract-text": "workers.engines.transcription:TranscriptionEngine",
 }
 
-INSTALL_HINT = "pip install -c constraints.txt -e '.[engines]'"
+INSTALL_HINT = "install the engines: make setup, or see README, Engines"
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,12 @@ class EngineTask:
     order_type: str
     input_path: Path
     out_dir: Path
-    duration: float
-    options: dict[str, Any] = field(default_factory=dict)
+    duration: float  # seconds, from ffprobe
+    sample_rate: int  # of the input's audio stream; results keep it
+    channels: int
+    model: str  # the model name this order runs with
+    cache_dir: Path  # for results worth reusing across orders (separated stems)
+    options: dict[str, Any] = field(default_factory=dict)  # the order's stuff, less pathKey
 
 
 class Engine(Protocol):

@@ -1,0 +1,317 @@
+"""The real Demucs and Whisper code paths, on tiny random models saved in the libraries' own formats.
+
+The outputs' content means nothing; their structure is what is checked: files, names, formats, durations,
+sample rates, channels, SRT syntax, timestamp order, progress.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import Account, add_account, create_order, wait_for_order
+from tests.support.models import DEMUCS_NAME, WHISPER_NAME, save_tiny_demucs, save_tiny_whisper
+from workers.engines import EngineTask, separation, transcription
+from workers.engines.separation import SeparationEngine
+from workers.engines.transcription import Timeline, TranscriptionEngine, in_script, to_srt
+from workers.probe import probe
+from yinzi.appkeys import DB, SETTINGS
+from yinzi.settings import Settings
+
+QUERY = "/api/open/v1/order/query"
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("models")
+    save_tiny_demucs(folder)
+    save_tiny_whisper(folder)
+    return folder
+
+
+@pytest.fixture
+def engine_settings(settings: Settings, model_dir: Path) -> Settings:
+    return settings.replace(
+        engines={}, model_dir=model_dir, demucs_model=DEMUCS_NAME, whisper_model=WHISPER_NAME
+    )
+
+
+@pytest.fixture
+async def engine_client(make_client: Callable[[Settings], Any], engine_settings: Settings) -> TestClient:
+    client: TestClient = await make_client(engine_settings)
+    return client
+
+
+def media_info(path: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_format", str(path)],
+        capture_output=True,
+        check=True,
+    ).stdout
+    info = json.loads(out)
+    stream = info["streams"][0]
+    return {
+        "codec": stream["codec_name"],
+        "rate": int(stream["sample_rate"]),
+        "channels": stream["channels"],
+        "duration": float(info["format"]["duration"]),
+    }
+
+
+async def finished_files(
+    client: TestClient, account: Account, path_key: str, order_type: str, stuff: dict[str, Any] | None = None
+) -> dict[str, Path]:
+    body = {"orderType": order_type, "stuff": {"pathKey": path_key, **(stuff or {})}}
+    resp = await client.post("/api/open/v1/order/create", json=body, headers=account.headers)
+    assert resp.status == 200, await resp.text()
+    order_no = (await resp.json())["data"]["orderNo"]
+    order = await wait_for_order(client.app[DB], order_no, timeout=90)
+    assert order.status == "finish", order.reason
+    resp = await client.get(QUERY, params={"orderNo": order_no}, headers=account.headers)
+    stuffs = (await resp.json())["data"]["stuffs"]
+    folder = client.app[SETTINGS].results_dir / order_no
+    return {s["business"]: folder / s["name"] for s in stuffs}
+
+
+async def test_track_separation_keeps_rate_and_channels(
+    engine_client: TestClient, media_url: Callable[[str], str]
+) -> None:
+    account = await add_account(engine_client.app[DB])
+    files = await finished_files(engine_client, account, media_url("/m/tone.wav"), "track-separation")
+    assert {b: p.name for b, p in files.items()} == {
+        "vocals": "vocals.mp3",
+        "accompaniment": "accompaniment.mp3",
+    }
+    for path in files.values():
+        info = media_info(path)
+        assert info["codec"] == "mp3" and info["rate"] == 22050 and info["channels"] == 1
+        assert info["duration"] == pytest.approx(2.0, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("order_type", "fmt", "codec"), [("extract-voice", "wav", "pcm_s16le"), ("extract-music", "flac", "flac")]
+)
+async def test_single_stems_in_the_asked_format(
+    engine_client: TestClient, media_url: Callable[[str], str], order_type: str, fmt: str, codec: str
+) -> None:
+    account = await add_account(engine_client.app[DB])
+    files = await finished_files(
+        engine_client, account, media_url("/m/stereo48k.flac"), order_type, {"format": fmt}
+    )
+    business = "vocals" if order_type == "extract-voice" else "accompaniment"
+    assert list(files) == [business] and files[business].name == f"{business}.{fmt}"
+    info = media_info(files[business])
+    assert info["codec"] == codec and info["rate"] == 48000 and info["channels"] == 2
+    assert info["duration"] == pytest.approx(3.0, abs=0.1)
+
+
+async def test_engines_run_in_arq_workers_too(
+    make_client: Callable[[Settings], Any],
+    engine_settings: Settings,
+    redis_url: str,
+    queue_name: str,
+    run_worker: Callable[[Settings], Any],
+    media_url: Callable[[str], str],
+) -> None:
+    settings = engine_settings.replace(redis_url=redis_url, queue_name=queue_name)
+    client = await make_client(settings)
+    account = await add_account(client.app[DB])
+    order_no = await create_order(client, account, media_url("/m/tone.m4a"), "extract-voice")
+    worker = await run_worker(settings)
+    assert worker.jobs_complete == 1
+    order = await wait_for_order(client.app[DB], order_no)
+    assert order.status == "finish" and [r.name for r in order.results] == ["vocals.mp3"], order.reason
+
+
+async def test_stems_are_cached_by_content_and_model(
+    engine_client: TestClient, media_url: Callable[[str], str]
+) -> None:
+    account = await add_account(engine_client.app[DB])
+    await finished_files(engine_client, account, media_url("/m/whole.mp3"), "track-separation")
+    stems_dir = engine_client.app[SETTINGS].cache_dir / "stems"
+    [cached] = list(stems_dir.iterdir())
+    before = {p.name: p.stat().st_mtime_ns for p in cached.iterdir()}
+    files = await finished_files(engine_client, account, media_url("/m/whole.mp3"), "extract-music")
+    assert list(stems_dir.iterdir()) == [cached]
+    assert {p.name: p.stat().st_mtime_ns for p in cached.iterdir()} == before  # reused, not separated again
+    assert media_info(files["accompaniment"])["duration"] == pytest.approx(4.0, abs=0.15)
+    # both orders are billed for their own duration
+    ledger = await engine_client.app[DB].ledger(account.user_id)
+    assert [row["delta"] for row in ledger] == [1000, -10, -10]
+
+
+@pytest.mark.parametrize("source", ["/m/tone.wav", "/m/tone.m4a", "/m/clip.mp4", "/m/whole.mp3"])
+async def test_transcription_results(
+    engine_client: TestClient, media_url: Callable[[str], str], source: str
+) -> None:
+    account = await add_account(engine_client.app[DB])
+    files = await finished_files(
+        engine_client, account, media_url(source), "extract-text", {"language": "en"}
+    )
+    assert {b: p.name for b, p in files.items()} == {
+        "caption": "caption.srt",
+        "text": "transcript.txt",
+        "json": "transcript.json",
+    }
+    doc = json.loads(files["json"].read_text())
+    assert set(doc) == {"language", "duration", "text", "segments", "words"} and doc["language"] == "en"
+    assert_timeline(doc["segments"], doc["duration"])
+    assert_timeline(doc["words"], doc["duration"])
+    for seg in doc["segments"]:
+        assert set(seg) == {"id", "start", "end", "text", "avg_logprob", "no_speech_prob"}
+    for word in doc["words"]:
+        assert set(word) == {"word", "start", "end", "probability"}
+    assert files["text"].read_text() == doc["text"] + "\n"
+    assert_srt(files["caption"].read_text(), len(doc["segments"]))
+
+
+def assert_timeline(items: list[dict[str, Any]], duration: float) -> None:
+    times = [t for item in items for t in (item["start"], item["end"])]
+    assert times == sorted(times) and all(0 <= t <= duration for t in times)
+
+
+SRT_BLOCK = re.compile(r"(\d+)\n(\d\d:\d\d:\d\d,\d{3}) --> (\d\d:\d\d:\d\d,\d{3})\n(.*)\n", re.S)
+
+
+def assert_srt(text: str, count: int) -> None:
+    blocks = [b for b in text.split("\n\n") if b.strip()]
+    assert len(blocks) == count
+    for number, block in enumerate(blocks, 1):
+        match = SRT_BLOCK.fullmatch(block if block.endswith("\n") else block + "\n")
+        assert match and int(match.group(1)) == number and match.group(2) <= match.group(3), block
+
+
+def test_srt_and_timeline_helpers() -> None:
+    assert to_srt([{"start": 0.0, "end": 3723.5, "text": "hi"}]) == "1\n00:00:00,000 --> 01:02:03,500\nhi\n"
+    line = Timeline(10.0)
+    assert [line.place(t) for t in (1.0, 0.5, 12.0, 3.0)] == [1.0, 1.0, 10.0, 10.0]
+
+
+def test_chinese_script() -> None:
+    assert in_script("漢語語音識別", "zh", "zh-hans") == "汉语语音识别"
+    assert in_script("汉语语音识别", "zh", "zh-hant") == "漢語語音識別"
+    assert in_script("漢", "ja", "zh-hans") == "漢"
+
+
+async def test_missing_model_names_the_pull_command(
+    make_client: Callable[[Settings], Any], engine_settings: Settings, media_url: Callable[[str], str]
+) -> None:
+    client = await make_client(engine_settings.replace(demucs_model="htdemucs"))
+    account = await add_account(client.app[DB])
+    order_no = await create_order(client, account, media_url("/m/tone.wav"), "extract-voice")
+    order = await wait_for_order(client.app[DB], order_no, timeout=60)
+    assert order.status == "failed" and "Demucs model htdemucs is not installed" in (order.reason or "")
+    assert "yinzi models pull htdemucs" in (order.reason or "")
+    order_no = await create_order(
+        client, account, media_url("/m/tone.wav")
+    )  # stuff.model picks the checkpoint
+    resp = await client.post(
+        "/api/open/v1/order/create",
+        json={
+            "orderType": "extract-text",
+            "stuff": {"pathKey": media_url("/m/tone.wav"), "model": "large-v3"},
+        },
+        headers=account.headers,
+    )
+    order_no = (await resp.json())["data"]["orderNo"]
+    order = await wait_for_order(client.app[DB], order_no, timeout=60)
+    assert "Whisper model large-v3 is not installed" in (order.reason or "")
+
+
+async def test_truncated_media_is_decoded_as_far_as_it_goes(
+    engine_client: TestClient, media_url: Callable[[str], str]
+) -> None:
+    account = await add_account(engine_client.app[DB])
+    files = await finished_files(engine_client, account, media_url("/m/truncated.mp3"), "extract-voice")
+    assert 0 < media_info(files["vocals"])["duration"] <= 4.0
+
+
+@pytest.mark.parametrize(
+    ("stuff", "message"),
+    [
+        ({"format": "ogg"}, "stuff.format must be one of: mp3, wav, flac"),
+        ({"language": "klingon"}, "stuff.language must be a language code"),
+    ],
+)
+async def test_engine_options_are_validated(
+    engine_client: TestClient, stuff: dict[str, Any], message: str
+) -> None:
+    account = await add_account(engine_client.app[DB])
+    order_type = "extract-voice" if "format" in stuff else "extract-text"
+    resp = await engine_client.post(
+        "/api/open/v1/order/create",
+        json={"orderType": order_type, "stuff": {"pathKey": "https://example.com/a.mp3", **stuff}},
+        headers=account.headers,
+    )
+    assert resp.status == 400 and message in (await resp.json())["msg"]
+    for bad in ({"model": "../../etc/passwd"}, {"prompt": 5}, {"chinese": "klingon"}, {"format": "mp3"}):
+        resp = await engine_client.post(
+            "/api/open/v1/order/create",
+            json={"orderType": "extract-text", "stuff": {"pathKey": "https://example.com/a.mp3", **bad}},
+            headers=account.headers,
+        )
+        assert resp.status == 400, bad
+
+
+# ---- chunking, run in this process with blocks shrunk to fractions of a second ----------------------------
+
+
+def engine_task(
+    tmp_path: Path, source: Path, order_type: str, model: str, options: dict[str, Any] | None = None
+) -> EngineTask:
+    import asyncio
+
+    info = asyncio.run(probe(source))
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    return EngineTask(
+        order_no="chunked",
+        order_type=order_type,
+        input_path=source,
+        out_dir=out,
+        duration=info.duration,
+        sample_rate=info.sample_rate,
+        channels=info.channels,
+        model=model,
+        cache_dir=tmp_path / "cache",
+        options=options or {},
+    )
+
+
+def test_separation_in_blocks_stitches_to_the_exact_length(
+    tmp_path: Path, model_dir: Path, media_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(separation, "BLOCK_SECONDS", 0.7)
+    monkeypatch.setattr(separation, "CONTEXT_SECONDS", 0.2)
+    task = engine_task(
+        tmp_path, media_dir / "stereo48k.flac", "track-separation", DEMUCS_NAME, {"format": "wav"}
+    )
+    seen: list[float] = []
+    SeparationEngine(model_dir).run(task, seen.append)
+    assert len(seen) >= 5 and seen == sorted(seen) and seen[-1] == 1.0  # one step per block, then encoding
+    stems = next((tmp_path / "cache" / "stems").iterdir())
+    for stem in ("vocals", "accompaniment"):
+        info = media_info(stems / f"{stem}.flac")
+        assert info["rate"] == 44100 and info["channels"] == 2
+        assert info["duration"] == pytest.approx(3.0, abs=0.001)  # every block's centre, no gap, no overlap
+        assert media_info(tmp_path / "out" / f"{stem}.wav")["rate"] == 48000
+
+
+def test_transcription_in_blocks_keeps_one_timeline(
+    tmp_path: Path, model_dir: Path, media_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transcription, "BLOCK_SECONDS", 1.0)
+    task = engine_task(tmp_path, media_dir / "whole.mp3", "extract-text", WHISPER_NAME, {"language": "zh"})
+    seen: list[float] = []
+    TranscriptionEngine(model_dir).run(task, seen.append)
+    assert len(seen) == 5 and seen == sorted(seen) and seen[-1] == 1.0  # four 1 s blocks, then the files
+    doc = json.loads((tmp_path / "out" / "transcript.json").read_text())
+    assert_timeline(doc["segments"], doc["duration"])
+    assert_timeline(doc["words"], doc["duration"])

@@ -1,0 +1,181 @@
+"""Streaming audio through ffmpeg, so no engine ever holds a whole track in memory.
+
+:class:`PcmReader` decodes any input ffmpeg reads (audio or the audio track of a video) to float32 PCM at the
+rate and channel count a model wants, block by block; :class:`PcmWriter` encodes blocks as they are produced;
+:func:`transcode` turns one file into another format, rate and channel count. These run inside engine
+processes, where blocking is fine.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import numpy as np
+import numpy.typing as npt
+
+from yinzi.errors import OrderFailed
+
+Audio = npt.NDArray[np.float32]  # shape (channels, samples)
+
+CODECS = {
+    "mp3": ["-c:a", "libmp3lame", "-b:a", "320k"],
+    "wav": ["-c:a", "pcm_s16le"],
+    "flac": ["-c:a", "flac"],
+}
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else "unknown error"
+
+
+class _StderrDrain:
+    """Reads a process's stderr in the background so a chatty ffmpeg can never block on a full pipe."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.data = b""
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        with stream:
+            self.data = stream.read()
+
+    def text(self) -> str:
+        self._thread.join(timeout=5)
+        return _last_line(self.data)
+
+
+class PcmReader:
+    def __init__(self, path: Path, sample_rate: int, channels: int) -> None:
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self._proc = subprocess.Popen(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-nostdin",
+                "-i",
+                str(path),
+                "-vn",
+                "-f",
+                "f32le",
+                "-ac",
+                str(channels),
+                "-ar",
+                str(sample_rate),
+                "-",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        self._stdout = self._proc.stdout
+        self._stderr = _StderrDrain(self._proc.stderr)
+
+    def read(self, frames: int) -> Audio:
+        """Up to ``frames`` samples per channel; fewer only at the end of the stream."""
+        want = frames * self.channels * 4
+        chunks = []
+        while want > 0:
+            chunk = self._stdout.read(want)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            want -= len(chunk)
+        data = np.frombuffer(b"".join(chunks), dtype="<f4")
+        data = data[: len(data) - len(data) % self.channels]
+        if len(data) == 0 and self._proc.poll() not in (None, 0):
+            raise OrderFailed(f"could not decode the audio: {self._stderr.text()}")
+        return data.reshape(-1, self.channels).T.copy()
+
+    def __enter__(self) -> PcmReader:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stdout.close()
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+
+
+class PcmWriter:
+    """Encodes float32 blocks at ``in_rate``/``in_channels`` to ``path``, converted to ``out_rate``/``out_channels``."""
+
+    def __init__(
+        self, path: Path, fmt: str, in_rate: int, in_channels: int, out_rate: int, out_channels: int
+    ) -> None:
+        self._channels = in_channels
+        self._proc = subprocess.Popen(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-nostdin",
+                "-y",
+                "-f",
+                "f32le",
+                "-ar",
+                str(in_rate),
+                "-ac",
+                str(in_channels),
+                "-i",
+                "-",
+                "-ar",
+                str(out_rate),
+                "-ac",
+                str(out_channels),
+                *CODECS[fmt],
+                str(path),
+            ],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self._proc.stdin is not None and self._proc.stderr is not None
+        self._stdin = self._proc.stdin
+        self._stderr = _StderrDrain(self._proc.stderr)
+
+    def write(self, audio: Audio) -> None:
+        assert audio.shape[0] == self._channels
+        self._stdin.write(np.ascontiguousarray(audio.T, dtype="<f4").tobytes())
+
+    def __enter__(self) -> PcmWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stdin.close()
+        code = self._proc.wait()
+        if code != 0 and kind is None:
+            raise OrderFailed(f"could not encode the result: {self._stderr.text()}")
+
+
+def transcode(source: Path, target: Path, fmt: str, sample_rate: int, channels: int) -> None:
+    done = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-nostdin",
+            "-y",
+            "-i",
+            str(source),
+            "-ar",
+            str(sample_rate),
+            "-ac",
+            str(channels),
+            *CODECS[fmt],
+            str(target),
+        ],
+        capture_output=True,
+    )
+    if done.returncode != 0:
+        raise OrderFailed(f"could not encode the result: {_last_line(done.stderr)}")
