@@ -123,7 +123,9 @@ async def test_bad_media_fails_with_reason_and_costs_nothing(
 async def test_missing_engine_fails_clearly(
     make_client: Callable[[Settings], Any], settings: Settings, media_url: Callable[[str], str]
 ) -> None:
-    client = await make_client(settings.replace(engines={"extract-text": "yinzi_engines_elsewhere.missing:Engine"}))
+    client = await make_client(
+        settings.replace(engines={"extract-text": "yinzi_engines_elsewhere.missing:Engine"})
+    )
     account = await add_account(client.app[DB])
     order_no = await create_order(client, account, media_url("/m/tone.wav"))
     order = await wait_for_order(client.app[DB], order_no)

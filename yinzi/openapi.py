@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from yinzi.orders import CHINESE_SCRIPTS, MAX_PROMPT_CHARS, OUTPUT_FORMATS
 from yinzi.settings import ORDER_TYPES
 
 ORDER_STATUSES = ["pending", "processing", "finish", "failed", "timeout"]
@@ -70,7 +71,30 @@ def openapi_document() -> dict[str, Any]:
                                     "type": "string",
                                     "format": "uri",
                                     "description": "http(s) URL of the media",
-                                }
+                                },
+                                "format": {
+                                    "type": "string",
+                                    "enum": list(OUTPUT_FORMATS),
+                                    "description": "separation orders: result format (default mp3)",
+                                },
+                                "language": {
+                                    "type": "string",
+                                    "description": "extract-text: language code such as en or zh (detected if absent)",
+                                },
+                                "prompt": {
+                                    "type": "string",
+                                    "maxLength": MAX_PROMPT_CHARS,
+                                    "description": "extract-text: hot words or an initial prompt",
+                                },
+                                "model": {
+                                    "type": "string",
+                                    "description": "extract-text: Whisper model, e.g. small",
+                                },
+                                "chinese": {
+                                    "type": "string",
+                                    "enum": list(CHINESE_SCRIPTS),
+                                    "description": "extract-text: script of Chinese output (default simplified)",
+                                },
                             },
                         },
                     },

@@ -1,0 +1,365 @@
+"""Engines through the whole service, beside the bare library commands, on the same file and model.
+
+Weights are random (none can be downloaded here) but the architectures are the real ones, so the compute is
+what trained weights cost. Inputs are real recordings from ../shared/eval-audio, looped to the asked length.
+
+    python bench/engines.py demucs --seconds 60 300     htdemucs architecture vs `python -m demucs.separate`
+    python bench/engines.py whisper --seconds 60        Whisper base architecture vs the `whisper` command
+    python bench/engines.py memory --seconds 60 3600    engine peak RSS by input length, tiny models
+
+Service time is from order/create to the order's finish, with the model already warm (a short order runs
+first) and the stem cache empty for the measured input. Peak RSS is the engine process's high-water mark
+(VmHWM); the bare commands' comes from /usr/bin/time. Random Whisper weights never emit an end token, so both
+sides decode the maximum length at every fallback temperature: decoding length is fixed at its worst case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import hashlib
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from fractions import Fraction
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+EVAL = REPO.parent / "shared" / "eval-audio"
+MUSIC = EVAL / "demucs_test.mp3"
+SPEECH = EVAL / "jfk.flac"
+BIN = Path(sys.executable).parent
+
+from tests.support.models import save_tiny_demucs, save_tiny_whisper  # noqa: E402
+from workers.engines.models import demucs_repo, whisper_checkpoint  # noqa: E402
+from yinzi.accounts import create_key  # noqa: E402
+from yinzi.db import Database  # noqa: E402
+
+
+def save_htdemucs_architecture(model_dir: Path, name: str) -> None:
+    import torch
+    import yaml
+    from demucs.htdemucs import HTDemucs
+    from demucs.pretrained import SOURCES
+    from demucs.states import get_state
+
+    # HTDemucs' defaults with a 512-channel bottleneck and a 7.8 s segment: 41.5 M parameters, as released.
+    model = HTDemucs(sources=SOURCES, bottom_channels=512, segment=Fraction(39, 5))
+    args, kwargs = model._init_args_kwargs
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "klass": HTDemucs,
+            "args": args,
+            "kwargs": kwargs,
+            "state": get_state(model, None, True),
+            "training_args": {},
+        },
+        buffer,
+    )
+    repo = demucs_repo(model_dir)
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / f"b3nch001-{hashlib.sha256(buffer.getvalue()).hexdigest()[:8]}.th").write_bytes(buffer.getvalue())
+    (repo / f"{name}.yaml").write_text(yaml.safe_dump({"models": ["b3nch001"]}))
+
+
+def save_whisper_base_architecture(model_dir: Path, name: str) -> None:
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    dims = ModelDimensions(
+        n_mels=80,
+        n_audio_ctx=1500,
+        n_audio_state=512,
+        n_audio_head=8,
+        n_audio_layer=6,
+        n_vocab=51865,
+        n_text_ctx=448,
+        n_text_state=512,
+        n_text_head=8,
+        n_text_layer=6,
+    )
+    path = whisper_checkpoint(model_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, path)
+
+
+def looped(source: Path, seconds: int, target: Path) -> Path:
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(source),
+            "-t",
+            str(seconds),
+            "-ar",
+            "44100",
+            "-ac",
+            "2",
+            str(target),
+        ],
+        check=True,
+    )
+    return target
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GiB) of a command."""
+    start = time.monotonic()
+    done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    elapsed = time.monotonic() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{command[0]} failed:\n{done.stderr[-3000:]}")
+    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+    assert match
+    return elapsed, int(match.group(1)) / 1024**2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def peak_rss_gib(pid: int) -> float:
+    status = (Path("/proc") / str(pid) / "status").read_text()
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    assert match
+    return int(match.group(1)) / 1024**2
+
+
+class Service:
+    """`yinzi serve` in embedded mode, fetching from a local file server, with one user and key."""
+
+    def __init__(self, workdir: Path, model_dir: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        files_port = free_port()
+        self.files = f"http://127.0.0.1:{files_port}"
+        data = workdir / f"data-{self.port}"
+        self.key = asyncio.run(self._account(data / "yinzi.db"))
+        self._files = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(files_port), "--bind", "127.0.0.1"],
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        env = {
+            **os.environ,
+            **env,
+            "YINZI_DATA_DIR": str(data),
+            "YINZI_PORT": str(self.port),
+            "YINZI_MODEL_DIR": str(model_dir),
+            "YINZI_FETCH_ALLOW": "127.0.0.1/32",
+            "YINZI_ENGINE_TIMEOUT_BASE": "36000",
+            "YINZI_JOB_TIMEOUT": "36000",
+        }
+        with (workdir / f"serve-{self.port}.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                [str(BIN / "yinzi"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+    @staticmethod
+    async def _account(db_path: Path) -> str:
+        db = await Database.open(db_path)
+        try:
+            return (await create_key(db, await db.create_user("bench", 10**9))).key
+        finally:
+            await db.close()
+
+    def run(self, order_type: str, file: Path, stuff: dict[str, str] | None = None) -> float:
+        import json
+
+        body = json.dumps(
+            {"orderType": order_type, "stuff": {"pathKey": f"{self.files}/{file.name}", **(stuff or {})}}
+        )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/api/open/v1/order/create",
+            data=body.encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
+        )
+        start = time.monotonic()
+        order_no = json.load(urllib.request.urlopen(request))["data"]["orderNo"]
+        while True:
+            query = (
+                f"http://127.0.0.1:{self.port}/api/open/v1/order/query?orderNo={order_no}&apiKey={self.key}"
+            )
+            data = json.load(urllib.request.urlopen(query))["data"]
+            if data["status"] not in ("pending", "processing"):
+                break
+            time.sleep(0.2)
+        if data["status"] != "finish":
+            raise SystemExit(f"order ended {data['status']}: {data['reason']}")
+        return time.monotonic() - start
+
+    def engine_peak_gib(self) -> float:
+        # The service's children are its engine processes and multiprocessing's small resource tracker.
+        return max(peak_rss_gib(pid) for pid in children(self.proc.pid))
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self._files.terminate()
+        self._files.wait()
+
+
+def bench_demucs(seconds: list[int], workdir: Path) -> None:
+    model_dir = workdir / "models"
+    save_htdemucs_architecture(model_dir, "htdemucs-arch")
+    warmup = looped(MUSIC, 5, workdir / "warmup.wav")
+    service = Service(workdir, model_dir, {"YINZI_DEMUCS_MODEL": "htdemucs-arch"})
+    print(
+        "| input | bare demucs.separate | bare RTF | bare peak RSS | service end to end | service RTF | engine peak RSS |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    try:
+        service.run("track-separation", warmup)
+        for n in seconds:
+            source = looped(MUSIC, n, workdir / f"music-{n}s.wav")
+            bare_s, bare_rss = timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "demucs.separate",
+                    "-n",
+                    "htdemucs-arch",
+                    "--repo",
+                    str(demucs_repo(model_dir)),
+                    "--two-stems",
+                    "vocals",
+                    "--mp3",
+                    "-d",
+                    "cpu",
+                    "-o",
+                    str(workdir / "bare"),
+                    str(source),
+                ]
+            )
+            service_s = service.run("track-separation", source)
+            print(
+                f"| {n} s | {bare_s:.1f} s | {bare_s / n:.2f} | {bare_rss:.2f} GiB | {service_s:.1f} s "
+                f"| {service_s / n:.2f} | {service.engine_peak_gib():.2f} GiB |",
+                flush=True,
+            )
+    finally:
+        service.close()
+
+
+def bench_whisper(seconds: list[int], workdir: Path) -> None:
+    model_dir = workdir / "models"
+    save_whisper_base_architecture(model_dir, "base-arch")
+    checkpoint = whisper_checkpoint(model_dir, "base-arch")
+    warmup = looped(SPEECH, 5, workdir / "warmup.wav")
+    service = Service(workdir, model_dir, {"YINZI_WHISPER_MODEL": "base-arch"})
+    print(
+        "| input | bare whisper | bare RTF | bare peak RSS | service end to end | service RTF | engine peak RSS |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    try:
+        service.run("extract-text", warmup, {"language": "en"})
+        for n in seconds:
+            source = looped(SPEECH, n, workdir / f"speech-{n}s.wav")
+            bare_s, bare_rss = timed(
+                [
+                    str(BIN / "whisper"),
+                    str(source),
+                    "--model",
+                    str(checkpoint),
+                    "--device",
+                    "cpu",
+                    "--fp16",
+                    "False",
+                    "--language",
+                    "en",
+                    "--word_timestamps",
+                    "True",
+                    "--output_format",
+                    "all",
+                    "--output_dir",
+                    str(workdir / "bare"),
+                    "--verbose",
+                    "False",
+                ]
+            )
+            service_s = service.run("extract-text", source, {"language": "en"})
+            print(
+                f"| {n} s | {bare_s:.1f} s | {bare_s / n:.2f} | {bare_rss:.2f} GiB | {service_s:.1f} s "
+                f"| {service_s / n:.2f} | {service.engine_peak_gib():.2f} GiB |",
+                flush=True,
+            )
+    finally:
+        service.close()
+
+
+def bench_memory(seconds: list[int], workdir: Path) -> None:
+    """A fresh service per input, so each engine's high-water mark belongs to that input alone."""
+    model_dir = workdir / "models"
+    save_tiny_demucs(model_dir)
+    save_tiny_whisper(model_dir)
+    env = {"YINZI_DEMUCS_MODEL": "tiny-htdemucs", "YINZI_WHISPER_MODEL": "tiny-whisper"}
+    print("| input | order type | end to end | engine peak RSS |")
+    print("|---|---|---:|---:|")
+    for n in seconds:
+        source = looped(MUSIC, n, workdir / f"long-{n}s.wav")
+        for order_type in ("track-separation", "extract-text"):
+            service = Service(workdir, model_dir, env)
+            try:
+                took = service.run(
+                    order_type, source, {"language": "en"} if order_type == "extract-text" else None
+                )
+                print(
+                    f"| {n} s | {order_type} | {took:.1f} s | {service.engine_peak_gib():.3f} GiB |",
+                    flush=True,
+                )
+            finally:
+                service.close()
+        source.unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", choices=["demucs", "whisper", "memory"])
+    parser.add_argument("--seconds", type=int, nargs="+", default=[60])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="yinzi-engines-") as tmp:
+        {"demucs": bench_demucs, "whisper": bench_whisper, "memory": bench_memory}[args.what](
+            args.seconds, Path(tmp)
+        )
+
+
+if __name__ == "__main__":
+    main()
