@@ -19,7 +19,6 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,16 +31,11 @@ sys.path.insert(0, str(REPO))
 
 from arq.connections import RedisSettings, create_pool  # noqa: E402
 
+from tests.support.processes import free_port  # noqa: E402
 from yinzi.accounts import create_key  # noqa: E402
 from yinzi.db import Database, ResultFile  # noqa: E402
 
 FINISHED_ORDERS = 2000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def seed(db_path: Path) -> tuple[str, list[str]]:

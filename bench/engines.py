@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import hashlib
-import io
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,42 +35,25 @@ MUSIC = EVAL / "demucs_test.mp3"
 SPEECH = EVAL / "jfk.flac"
 BIN = Path(sys.executable).parent
 
-from tests.support.models import save_tiny_demucs, save_tiny_whisper  # noqa: E402
+from tests.support.models import save_demucs, save_tiny_demucs, save_tiny_whisper, save_whisper  # noqa: E402
+from tests.support.processes import children_of, free_port, peak_rss_gib  # noqa: E402
 from workers.engines.models import demucs_repo, whisper_checkpoint  # noqa: E402
 from yinzi.accounts import create_key  # noqa: E402
 from yinzi.db import Database  # noqa: E402
 
 
 def save_htdemucs_architecture(model_dir: Path, name: str) -> None:
-    import torch
-    import yaml
     from demucs.htdemucs import HTDemucs
     from demucs.pretrained import SOURCES
-    from demucs.states import get_state
 
     # HTDemucs' defaults with a 512-channel bottleneck and a 7.8 s segment: 41.5 M parameters, as released.
-    model = HTDemucs(sources=SOURCES, bottom_channels=512, segment=Fraction(39, 5))
-    args, kwargs = model._init_args_kwargs
-    buffer = io.BytesIO()
-    torch.save(
-        {
-            "klass": HTDemucs,
-            "args": args,
-            "kwargs": kwargs,
-            "state": get_state(model, None, True),
-            "training_args": {},
-        },
-        buffer,
+    save_demucs(
+        model_dir, name, HTDemucs(sources=SOURCES, bottom_channels=512, segment=Fraction(39, 5)), "b3nch001"
     )
-    repo = demucs_repo(model_dir)
-    repo.mkdir(parents=True, exist_ok=True)
-    (repo / f"b3nch001-{hashlib.sha256(buffer.getvalue()).hexdigest()[:8]}.th").write_bytes(buffer.getvalue())
-    (repo / f"{name}.yaml").write_text(yaml.safe_dump({"models": ["b3nch001"]}))
 
 
 def save_whisper_base_architecture(model_dir: Path, name: str) -> None:
-    import torch
-    from whisper.model import ModelDimensions, Whisper
+    from whisper.model import ModelDimensions
 
     dims = ModelDimensions(
         n_mels=80,
@@ -87,9 +67,7 @@ def save_whisper_base_architecture(model_dir: Path, name: str) -> None:
         n_text_head=8,
         n_text_layer=6,
     )
-    path = whisper_checkpoint(model_dir, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, path)
+    save_whisper(model_dir, name, dims)
 
 
 def looped(source: Path, seconds: int, target: Path) -> Path:
@@ -126,31 +104,6 @@ def timed(command: list[str]) -> tuple[float, float]:
     match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
     assert match
     return elapsed, int(match.group(1)) / 1024**2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def peak_rss_gib(pid: int) -> float:
-    status = (Path("/proc") / str(pid) / "status").read_text()
-    match = re.search(r"VmHWM:\s+(\d+) kB", status)
-    assert match
-    return int(match.group(1)) / 1024**2
 
 
 class Service:
@@ -226,7 +179,7 @@ class Service:
 
     def engine_peak_gib(self) -> float:
         # The service's children are its engine processes and multiprocessing's small resource tracker.
-        return max(peak_rss_gib(pid) for pid in children(self.proc.pid))
+        return max(peak_rss_gib(pid) for pid in children_of(self.proc.pid))
 
     def close(self) -> None:
         self.proc.terminate()
@@ -235,44 +188,61 @@ class Service:
         self._files.wait()
 
 
+def compare(
+    service: Service,
+    order_type: str,
+    stuff: dict[str, str],
+    seconds: list[int],
+    make_input: Callable[[int], Path],
+    bare_command: Callable[[Path], list[str]],
+    bare_name: str,
+) -> None:
+    print(
+        f"| input | bare {bare_name} | bare RTF | bare peak RSS | service end to end | service RTF | engine peak RSS |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for n in seconds:
+        source = make_input(n)
+        bare_s, bare_rss = timed(bare_command(source))
+        service_s = service.run(order_type, source, stuff)
+        print(
+            f"| {n} s | {bare_s:.1f} s | {bare_s / n:.2f} | {bare_rss:.2f} GiB | {service_s:.1f} s "
+            f"| {service_s / n:.2f} | {service.engine_peak_gib():.2f} GiB |",
+            flush=True,
+        )
+
+
 def bench_demucs(seconds: list[int], workdir: Path) -> None:
     model_dir = workdir / "models"
     save_htdemucs_architecture(model_dir, "htdemucs-arch")
-    warmup = looped(MUSIC, 5, workdir / "warmup.wav")
     service = Service(workdir, model_dir, {"YINZI_DEMUCS_MODEL": "htdemucs-arch"})
-    print(
-        "| input | bare demucs.separate | bare RTF | bare peak RSS | service end to end | service RTF | engine peak RSS |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|")
     try:
-        service.run("track-separation", warmup)
-        for n in seconds:
-            source = looped(MUSIC, n, workdir / f"music-{n}s.wav")
-            bare_s, bare_rss = timed(
-                [
-                    sys.executable,
-                    "-m",
-                    "demucs.separate",
-                    "-n",
-                    "htdemucs-arch",
-                    "--repo",
-                    str(demucs_repo(model_dir)),
-                    "--two-stems",
-                    "vocals",
-                    "--mp3",
-                    "-d",
-                    "cpu",
-                    "-o",
-                    str(workdir / "bare"),
-                    str(source),
-                ]
-            )
-            service_s = service.run("track-separation", source)
-            print(
-                f"| {n} s | {bare_s:.1f} s | {bare_s / n:.2f} | {bare_rss:.2f} GiB | {service_s:.1f} s "
-                f"| {service_s / n:.2f} | {service.engine_peak_gib():.2f} GiB |",
-                flush=True,
-            )
+        service.run("track-separation", looped(MUSIC, 5, workdir / "warmup.wav"))  # loads the model
+        compare(
+            service,
+            "track-separation",
+            {},
+            seconds,
+            lambda n: looped(MUSIC, n, workdir / f"music-{n}s.wav"),
+            lambda source: [
+                sys.executable,
+                "-m",
+                "demucs.separate",
+                "-n",
+                "htdemucs-arch",
+                "--repo",
+                str(demucs_repo(model_dir)),
+                "--two-stems",
+                "vocals",
+                "--mp3",
+                "-d",
+                "cpu",
+                "-o",
+                str(workdir / "bare"),
+                str(source),
+            ],
+            "demucs.separate",
+        )
     finally:
         service.close()
 
@@ -280,45 +250,37 @@ def bench_demucs(seconds: list[int], workdir: Path) -> None:
 def bench_whisper(seconds: list[int], workdir: Path) -> None:
     model_dir = workdir / "models"
     save_whisper_base_architecture(model_dir, "base-arch")
-    checkpoint = whisper_checkpoint(model_dir, "base-arch")
-    warmup = looped(SPEECH, 5, workdir / "warmup.wav")
     service = Service(workdir, model_dir, {"YINZI_WHISPER_MODEL": "base-arch"})
-    print(
-        "| input | bare whisper | bare RTF | bare peak RSS | service end to end | service RTF | engine peak RSS |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|")
     try:
-        service.run("extract-text", warmup, {"language": "en"})
-        for n in seconds:
-            source = looped(SPEECH, n, workdir / f"speech-{n}s.wav")
-            bare_s, bare_rss = timed(
-                [
-                    str(BIN / "whisper"),
-                    str(source),
-                    "--model",
-                    str(checkpoint),
-                    "--device",
-                    "cpu",
-                    "--fp16",
-                    "False",
-                    "--language",
-                    "en",
-                    "--word_timestamps",
-                    "True",
-                    "--output_format",
-                    "all",
-                    "--output_dir",
-                    str(workdir / "bare"),
-                    "--verbose",
-                    "False",
-                ]
-            )
-            service_s = service.run("extract-text", source, {"language": "en"})
-            print(
-                f"| {n} s | {bare_s:.1f} s | {bare_s / n:.2f} | {bare_rss:.2f} GiB | {service_s:.1f} s "
-                f"| {service_s / n:.2f} | {service.engine_peak_gib():.2f} GiB |",
-                flush=True,
-            )
+        service.run("extract-text", looped(SPEECH, 5, workdir / "warmup.wav"), {"language": "en"})
+        compare(
+            service,
+            "extract-text",
+            {"language": "en"},
+            seconds,
+            lambda n: looped(SPEECH, n, workdir / f"speech-{n}s.wav"),
+            lambda source: [
+                str(BIN / "whisper"),
+                str(source),
+                "--model",
+                str(whisper_checkpoint(model_dir, "base-arch")),
+                "--device",
+                "cpu",
+                "--fp16",
+                "False",
+                "--language",
+                "en",
+                "--word_timestamps",
+                "True",
+                "--output_format",
+                "all",
+                "--output_dir",
+                str(workdir / "bare"),
+                "--verbose",
+                "False",
+            ],
+            "whisper",
+        )
     finally:
         service.close()
 

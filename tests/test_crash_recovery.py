@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,39 +18,13 @@ import aiohttp
 import pytest
 
 from tests.conftest import COPY_ENGINE, REPO, add_account, wait_for_order
+from tests.support.processes import alive, children_of, free_port
 from yinzi.db import Database
 
 pytestmark = pytest.mark.slow
 
 ENGINE_SECONDS = "3"
 JOB_TIMEOUT = "10"  # arq retries a dead worker's job after this + ~15 s
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 class Processes:

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import io
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -20,10 +21,40 @@ DEMUCS_NAME = "tiny-htdemucs"
 WHISPER_NAME = "tiny-whisper"
 
 
+def save_demucs(model_dir: Path, name: str, model: Any, signature: str) -> None:
+    """Saves a Demucs model as a one-model bag, the layout demucs.pretrained.get_model(name, repo=...) reads."""
+    from demucs.states import get_state
+
+    args, kwargs = model._init_args_kwargs
+    package = {
+        "klass": type(model),
+        "args": args,
+        "kwargs": kwargs,
+        "state": get_state(model, None, False),
+        "training_args": {},
+    }
+    buffer = io.BytesIO()
+    torch.save(package, buffer)
+    # demucs names a model file <signature>-<first 8 hex of its sha256> and checks that on load
+    checksum = hashlib.sha256(buffer.getvalue()).hexdigest()[:8]
+    repo = demucs_repo(model_dir)
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / f"{signature}-{checksum}.th").write_bytes(buffer.getvalue())
+    (repo / f"{name}.yaml").write_text(yaml.safe_dump({"models": [signature]}))
+
+
+def save_whisper(model_dir: Path, name: str, dims: Any) -> None:
+    """Saves a randomly initialised Whisper of these ModelDimensions as whisper.load_model reads it."""
+    from whisper.model import Whisper
+
+    path = whisper_checkpoint(model_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, path)
+
+
 def save_tiny_demucs(model_dir: Path, name: str = DEMUCS_NAME) -> None:
     from demucs.htdemucs import HTDemucs
     from demucs.pretrained import SOURCES
-    from demucs.states import get_state
 
     torch.manual_seed(0)
     model = HTDemucs(
@@ -36,27 +67,11 @@ def save_tiny_demucs(model_dir: Path, name: str = DEMUCS_NAME) -> None:
         dconv_comp=2,
         segment=1,
     )
-    args, kwargs = model._init_args_kwargs
-    package = {
-        "klass": HTDemucs,
-        "args": args,
-        "kwargs": kwargs,
-        "state": get_state(model, None, False),
-        "training_args": {},
-    }
-    buffer = io.BytesIO()
-    torch.save(package, buffer)
-    # demucs names a model file <signature>-<first 8 hex of its sha256> and checks that on load
-    checksum = hashlib.sha256(buffer.getvalue()).hexdigest()[:8]
-    repo = demucs_repo(model_dir)
-    repo.mkdir(parents=True, exist_ok=True)
-    signature = "t1ny0001"
-    (repo / f"{signature}-{checksum}.th").write_bytes(buffer.getvalue())
-    (repo / f"{name}.yaml").write_text(yaml.safe_dump({"models": [signature]}))
+    save_demucs(model_dir, name, model, "t1ny0001")
 
 
 def save_tiny_whisper(model_dir: Path, name: str = WHISPER_NAME) -> None:
-    from whisper.model import ModelDimensions, Whisper
+    from whisper.model import ModelDimensions
 
     torch.manual_seed(0)
     # n_audio_ctx and n_vocab are fixed by Whisper's 30 s window and its multilingual tokenizer; a short
@@ -73,6 +88,4 @@ def save_tiny_whisper(model_dir: Path, name: str = WHISPER_NAME) -> None:
         n_text_head=2,
         n_text_layer=1,
     )
-    path = whisper_checkpoint(model_dir, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, path)
+    save_whisper(model_dir, name, dims)
