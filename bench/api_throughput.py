@@ -36,6 +36,9 @@ from yinzi.accounts import create_key  # noqa: E402
 from yinzi.db import Database, ResultFile  # noqa: E402
 
 FINISHED_ORDERS = 2000
+# Created orders point at a loopback port where nothing listens (allowed by YINZI_FETCH_ALLOW): in embedded
+# mode each job is claimed, tries the download and fails at once, instead of waiting on DNS with no network.
+DEAD_END = "http://127.0.0.1:9/song.mp3"
 
 
 async def seed(db_path: Path) -> tuple[str, list[str]]:
@@ -102,7 +105,7 @@ def scripts(key: str, orders: list[str]) -> dict[str, str]:
     return {
         "order/create": auth
         + 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        + 'wrk.body = \'{"orderType":"track-separation","stuff":{"pathKey":"https://example.com/song.mp3"}}\'\n'
+        + f'wrk.body = \'{{"orderType":"track-separation","stuff":{{"pathKey":"{DEAD_END}"}}}}\'\n'
         + 'wrk.path = "/api/open/v1/order/create"\n',
         "order/query": auth
         + f"local orders = {{{order_list}}}\n"
@@ -127,6 +130,7 @@ def run_mode(
             "YINZI_DATA_DIR": str(data),
             "YINZI_PORT": str(port),
             "YINZI_PROCESSES": str(processes),
+            "YINZI_FETCH_ALLOW": "127.0.0.1/32",
         }
         env.pop("YINZI_ENGINES", None)
         if mode == "arq":

@@ -13,6 +13,7 @@ import pytest
 from arq.connections import RedisSettings, create_pool
 
 from tests.conftest import add_account, create_order
+from tests.support.processes import free_port
 from yinzi.appkeys import DB
 from yinzi.settings import Settings
 
@@ -61,9 +62,7 @@ async def test_orders_the_queue_lost_are_enqueued_again(
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A Redis of this test's own, so the test can stop it without disturbing anything else."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [
             "redis-server",
