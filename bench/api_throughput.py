@@ -22,8 +22,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from arq.connections import RedisSettings, create_pool  # noqa: E402
 
-from tests.support.processes import free_port  # noqa: E402
+from tests.support.processes import free_port, wait_healthy  # noqa: E402
 from yinzi.accounts import create_key  # noqa: E402
 from yinzi.db import Database, ResultFile  # noqa: E402
 
@@ -145,12 +143,7 @@ def run_mode(
             )
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(f"{base}/healthz", timeout=1).read()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            wait_healthy(base)
             rows = []
             for name, script in scripts(key, orders).items():
                 rows.append((label, name, wrk(base, script, seconds, connections, workdir)))

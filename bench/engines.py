@@ -36,7 +36,7 @@ SPEECH = EVAL / "jfk.flac"
 BIN = Path(sys.executable).parent
 
 from tests.support.models import save_demucs, save_tiny_demucs, save_tiny_whisper, save_whisper  # noqa: E402
-from tests.support.processes import children_of, free_port, peak_rss_gib  # noqa: E402
+from tests.support.processes import children_of, free_port, peak_rss_gib, wait_healthy  # noqa: E402
 from workers.engines.models import demucs_repo, whisper_checkpoint  # noqa: E402
 from yinzi.accounts import create_key  # noqa: E402
 from yinzi.db import Database  # noqa: E402
@@ -138,12 +138,7 @@ class Service:
             self.proc = subprocess.Popen(
                 [str(BIN / "yinzi"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_healthy(f"http://127.0.0.1:{self.port}")
 
     @staticmethod
     async def _account(db_path: Path) -> str:

@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import re
 import socket
+import time
+import urllib.request
 from pathlib import Path
+
+
+def wait_healthy(base_url: str, timeout: float = 30.0) -> None:
+    """Blocks until ``GET {base_url}/healthz`` answers, or fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"{base_url}/healthz", timeout=1).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{base_url} did not become healthy within {timeout:g} s") from None
+            time.sleep(0.1)
 
 
 def free_port() -> int:
