@@ -103,8 +103,8 @@ async def test_request_id_on_every_response_and_caller_id_kept(client: TestClien
         ({"orderType": "extract-text", "stuff": {}}, "pathKey is required"),
         (order_body(path_key=""), "pathKey is required"),
         (order_body(path_key=["https://x.org"]), "stuff.pathKey must be a string"),
-        (order_body(path_key="ftp://x.org/a.mp3"), "stuff.pathKey: only http and https URLs"),
-        (order_body(path_key="not a url"), "stuff.pathKey: only http and https URLs"),
+        (order_body(path_key="ftp://x.org/a.mp3"), "stuff.pathKey must be an http or https URL"),
+        (order_body(path_key="not a url"), "stuff.pathKey must be an http or https URL"),
         ({**order_body(), "colour": "red"}, "unknown field: colour"),
         (
             {"orderType": "extract-text", "stuff": {"pathKey": "https://x.org/a", "lang": "en"}},

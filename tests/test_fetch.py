@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.conftest import add_account, create_order, wait_for_order
 from yinzi.appkeys import DB
 from yinzi.errors import OrderFailed
-from yinzi.fetch import AddressPolicy, BlockedAddress, download, guarded_session
+from yinzi.fetch import AddressPolicy, BlockedAddress, Fetcher, download
 from yinzi.settings import Settings
 
 
@@ -148,18 +148,19 @@ async def test_stalled_download_times_out(
 
 
 async def test_total_download_time_is_capped(media_url: Callable[[str], str], tmp_path: Path) -> None:
-    policy = AddressPolicy(["127.0.0.1/32"])
-    async with guarded_session(policy, 5, 60) as session:
+    fetcher = Fetcher(AddressPolicy(["127.0.0.1/32"]), connect_timeout=5, read_timeout=60)
+    try:
         with pytest.raises(OrderFailed, match=re.escape("download timed out after 0.5 s")):
             await download(
-                session,
-                policy,
+                fetcher,
                 media_url("/hang"),
                 tmp_path / "x",
                 max_bytes=10**9,
                 max_redirects=5,
                 total_timeout=0.5,
             )
+    finally:
+        await fetcher.close()
 
 
 async def test_unreachable_host(client: TestClient) -> None:

@@ -15,14 +15,13 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-
 from workers.engine_host import EnginePool
 from workers.engines import EngineTask
 from workers.probe import probe
 from yinzi.db import Database, Order
 from yinzi.errors import OrderFailed, OrderTimedOut
-from yinzi.fetch import AddressPolicy, download, guarded_session
+from yinzi.fetch import Fetcher, download
+from yinzi.links import LinkAnalyzer
 from yinzi.logs import order_context
 from yinzi.settings import Settings
 
@@ -39,19 +38,17 @@ class JobContext:
 
     settings: Settings
     db: Database
-    http: aiohttp.ClientSession
-    policy: AddressPolicy
+    fetcher: Fetcher
+    links: LinkAnalyzer
     engines: EnginePool
 
     @classmethod
     async def open(cls, settings: Settings, db: Database, stack: AsyncExitStack) -> JobContext:
-        policy = AddressPolicy(settings.fetch_allow)
-        http = await stack.enter_async_context(
-            guarded_session(policy, settings.fetch_connect_timeout, settings.fetch_read_timeout)
-        )
+        fetcher = Fetcher.for_settings(settings)
+        stack.push_async_callback(fetcher.close)
         engines = EnginePool(settings)
         stack.callback(engines.close)
-        return cls(settings, db, http, policy, engines)
+        return cls(settings, db, fetcher, LinkAnalyzer(fetcher, settings), engines)
 
 
 def order_cost(price_per_minute: int, duration: float) -> int:
@@ -93,14 +90,16 @@ async def process_order(ctx: JobContext, order_no: str) -> str:
 async def _run(ctx: JobContext, order: Order, work: Path) -> None:
     settings = ctx.settings
     ctx.engines.check_installed(order.order_type)  # before spending a download on it
+    # A share link (Douyin, Bilibili, ...) is resolved to its media first; any other URL is the media itself.
+    media_url, headers = await ctx.links.media_source(order.stuff["pathKey"])
     source = await download(
-        ctx.http,
-        ctx.policy,
-        order.stuff["pathKey"],
+        ctx.fetcher,
+        media_url,
         work / INPUT_NAME,
         max_bytes=settings.max_download_bytes,
         max_redirects=settings.max_redirects,
         total_timeout=settings.fetch_total_timeout,
+        headers=headers,
     )
     media = await probe(source, settings.ffprobe)
     await ctx.db.set_progress(order.order_no, FETCHED_PROGRESS)

@@ -14,12 +14,13 @@ from aiohttp import web
 
 from workers.jobs import JobContext
 from workers.probe import ffprobe_missing
-from yinzi.appkeys import DB, POLICY, QUEUE, SETTINGS, SIGNER
+from yinzi.appkeys import DB, FETCHER, LINKS, POLICY, QUEUE, SETTINGS, SIGNER
 from yinzi.db import Database
-from yinzi.fetch import AddressPolicy
+from yinzi.fetch import AddressPolicy, Fetcher
+from yinzi.links import LinkAnalyzer
 from yinzi.middleware import envelope_middleware
 from yinzi.queue import ArqQueue, EmbeddedQueue, JobQueue, recover
-from yinzi.routes import files, meta, orders
+from yinzi.routes import files, meta, orders, shortvideo
 from yinzi.settings import Settings
 from yinzi.signing import UrlSigner, load_or_create_secret
 
@@ -38,7 +39,9 @@ def create_app(settings: Settings) -> web.Application:
     app[POLICY] = AddressPolicy(settings.fetch_allow)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_queue)
+    app.cleanup_ctx.append(_links)
     app.add_routes(orders.routes)
+    app.add_routes(shortvideo.routes)
     app.add_routes(files.routes)
     app.add_routes(meta.routes)
     return app
@@ -75,3 +78,12 @@ async def _queue(app: web.Application) -> AsyncIterator[None]:
         if resumed:
             log.info("re-queued %d unfinished orders", resumed)
         yield
+
+
+async def _links(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    fetcher = Fetcher.for_settings(settings)
+    app[FETCHER] = fetcher
+    app[LINKS] = LinkAnalyzer(fetcher, settings)
+    yield
+    await fetcher.close()

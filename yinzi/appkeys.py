@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from yinzi.db import Database
-from yinzi.fetch import AddressPolicy
+from yinzi.fetch import AddressPolicy, Fetcher
+from yinzi.links import LinkAnalyzer
 from yinzi.queue import JobQueue
 from yinzi.settings import Settings
 from yinzi.signing import UrlSigner
@@ -15,3 +16,5 @@ DB = web.AppKey("db", Database)
 QUEUE = web.AppKey("queue", JobQueue)
 SIGNER = web.AppKey("signer", UrlSigner)
 POLICY = web.AppKey("policy", AddressPolicy)
+FETCHER = web.AppKey("fetcher", Fetcher)
+LINKS = web.AppKey("links", LinkAnalyzer)

@@ -88,6 +88,16 @@ BEGIN
     VALUES (new.user_id, -new.cost, (SELECT balance FROM users WHERE id = new.user_id), 'order', new.order_no,
             new.paid_at);
 END;
+-- Every short-video/analyze call; a successful one is charged through a ledger row (kind 'analyze', ref = id).
+CREATE TABLE IF NOT EXISTS analyses (
+    id          INTEGER PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES users(id),
+    link        TEXT NOT NULL,
+    platform    TEXT,
+    cost        INTEGER NOT NULL,
+    error       TEXT,
+    created_at  REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS orders_unfinished ON orders (status) WHERE status IN ('pending', 'processing');
 """
 
@@ -382,6 +392,25 @@ class Database:
             if "balance >= 0" in str(exc):
                 raise InsufficientBalance() from None
             raise
+
+    # ---- short-video analyses ---------------------------------------------------------------------------
+
+    async def record_analysis(
+        self, user_id: int, link: str, platform: str | None, cost: int, error: str | None = None
+    ) -> int:
+        """Records one analyze call and charges ``cost`` in the same transaction; returns the balance.
+
+        Raises InsufficientBalance, recording nothing, when the balance is short.
+        """
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "INSERT INTO analyses (user_id, link, platform, cost, error, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (user_id, link, platform, cost, error, time.time()),
+            )
+            if cost:
+                return await _move_points(db, user_id, -cost, "analyze", str(cur.lastrowid), platform or "")
+            rows = await db.execute_fetchall("SELECT balance FROM users WHERE id = ?", (user_id,))
+            return int(next(iter(rows))["balance"])
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:

@@ -9,7 +9,9 @@
     ├── NotFound              404  Order not found (also for another user's order)
     ├── PayloadTooLarge       413
     ├── UnsupportedMediaType  415
-    └── ServiceUnavailable    503  a dependency (Redis) is down; nothing was created
+    ├── ServiceUnavailable    503  a dependency (Redis) is down; nothing was created
+    └── LinkFailed            502  a short-video platform answered but the link could not be resolved
+                              504  ... or did not answer in time (yinzi/links/base.py)
 
     OrderFailed               not HTTP: ends an order ``failed`` with a reason a person can act on
     └── OrderTimedOut         ends it ``timeout``

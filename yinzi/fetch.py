@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -24,6 +25,7 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from yinzi.errors import OrderFailed
+from yinzi.settings import Settings
 
 CHUNK_BYTES = 256 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -109,13 +111,90 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-def guarded_session(
-    policy: AddressPolicy, connect_timeout: float, read_timeout: float
-) -> aiohttp.ClientSession:
-    """A client session whose every connection passes the address policy."""
-    connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy), limit=64)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+class FetchError(Exception):
+    """The remote end answered in a way we cannot follow (a redirect without Location, too many redirects)."""
+
+
+class Fetcher:
+    """Every request yinzi makes on a user's behalf: the address policy on every hop, redirects followed by
+    hand (so each hop is checked), and the operator's host map.
+
+    The host map (``YINZI_HOST_MAP``) sends requests for a host name to another base URL, keeping the original
+    ``Host`` header: for a mirror or relay in production, and for local servers standing in for remote
+    platforms in tests. Redirects are resolved against the original URL, so a mapped site behaves as itself.
+    """
+
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        host_map: Mapping[str, str] | None = None,
+    ) -> None:
+        self.policy = policy
+        self._resolver = GuardedResolver(policy)
+        self._host_map = {host.lower(): URL(base) for host, base in (host_map or {}).items()}
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=self._resolver, limit=64),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout),
+        )
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Fetcher:
+        return cls(
+            AddressPolicy(settings.fetch_allow),
+            connect_timeout=settings.fetch_connect_timeout,
+            read_timeout=settings.fetch_read_timeout,
+            host_map=settings.host_map,
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    @asynccontextmanager
+    async def get(
+        self,
+        url: str | URL,
+        *,
+        max_redirects: int,
+        headers: Mapping[str, str] | None = None,
+        proxy: str | None = None,
+    ) -> AsyncIterator[tuple[URL, aiohttp.ClientResponse]]:
+        """The first response that is not a redirect, with the URL it came from."""
+        url = URL(url) if isinstance(url, str) else url
+        for _hop in range(max_redirects + 1):
+            target, sent_headers = self._route(url, headers or {})
+            self.policy.check_url(url)
+            self.policy.check_url(target)
+            if proxy and url.host and not self.policy.host_allowed(url.host):
+                # Through a proxy aiohttp never resolves the target itself, so the resolver's check runs here.
+                await self._resolver.resolve(url.host)
+            async with self.session.get(
+                target, headers=sent_headers, proxy=proxy, allow_redirects=False
+            ) as resp:
+                if resp.status not in REDIRECT_STATUSES:
+                    yield url, resp
+                    return
+                location = resp.headers.get("Location")
+                if not location:
+                    raise FetchError(f"HTTP {resp.status} without a Location header")
+                url = url.join(URL(location))
+        raise FetchError(f"more than {max_redirects} redirects")
+
+    def _route(self, url: URL, headers: Mapping[str, str]) -> tuple[URL, dict[str, str]]:
+        base = self._host_map.get((url.host or "").lower())
+        if base is None:
+            return url, dict(headers)
+        target = URL.build(
+            scheme=base.scheme,
+            host=base.raw_host or "",
+            port=base.explicit_port,
+            path=url.raw_path,
+            query_string=url.raw_query_string,
+            encoded=True,
+        )
+        return target, {**headers, "Host": url.raw_host or ""}
 
 
 def human_bytes(n: int) -> str:
@@ -126,21 +205,30 @@ def human_bytes(n: int) -> str:
 
 
 async def download(
-    session: aiohttp.ClientSession,
-    policy: AddressPolicy,
+    fetcher: Fetcher,
     url: str,
     dest: Path,
     *,
     max_bytes: int,
     max_redirects: int,
     total_timeout: float,
+    headers: Mapping[str, str] | None = None,
 ) -> Path:
     """Streams ``url`` to ``dest``. Every failure becomes an OrderFailed with a reason a user can act on."""
+    too_large = f"file too large: the limit is {human_bytes(max_bytes)}"
     try:
         async with asyncio.timeout(total_timeout):
-            return await _download(session, policy, URL(url), dest, max_bytes, max_redirects)
+            async with fetcher.get(url, max_redirects=max_redirects, headers=headers) as (final, resp):
+                if resp.status != 200:
+                    raise OrderFailed(f"download failed: HTTP {resp.status} from {final.host}")
+                if resp.content_length is not None and resp.content_length > max_bytes:
+                    raise OrderFailed(too_large)
+                await _stream_to(resp, dest, max_bytes, too_large)
+                return dest
     except BlockedAddress as exc:
         raise OrderFailed(f"refused to fetch pathKey: {exc}") from None
+    except FetchError as exc:
+        raise OrderFailed(f"download failed: {exc}") from None
     except aiohttp.ServerTimeoutError:  # a TimeoutError too, so it is caught first
         raise OrderFailed("download failed: the server stopped sending data") from None
     except TimeoutError:
@@ -151,33 +239,6 @@ async def download(
         raise OrderFailed(f"could not connect to {exc.host}:{exc.port}: {exc.strerror or exc}") from None
     except aiohttp.ClientError as exc:
         raise OrderFailed(f"download failed: {type(exc).__name__}: {exc}") from None
-
-
-async def _download(
-    session: aiohttp.ClientSession,
-    policy: AddressPolicy,
-    url: URL,
-    dest: Path,
-    max_bytes: int,
-    redirects: int,
-) -> Path:
-    too_large = f"file too large: the limit is {human_bytes(max_bytes)}"
-    for _hop in range(redirects + 1):
-        policy.check_url(url)
-        async with session.get(url, allow_redirects=False) as resp:
-            if resp.status in REDIRECT_STATUSES:
-                location = resp.headers.get("Location")
-                if not location:
-                    raise OrderFailed(f"download failed: HTTP {resp.status} without a Location header")
-                url = resp.url.join(URL(location))
-                continue
-            if resp.status != 200:
-                raise OrderFailed(f"download failed: HTTP {resp.status} from {url.host}")
-            if resp.content_length is not None and resp.content_length > max_bytes:
-                raise OrderFailed(too_large)
-            await _stream_to(resp, dest, max_bytes, too_large)
-            return dest
-    raise OrderFailed(f"download failed: more than {redirects} redirects")
 
 
 async def _stream_to(resp: aiohttp.ClientResponse, dest: Path, max_bytes: int, too_large: str) -> None:

@@ -157,6 +157,41 @@ def openapi_document() -> dict[str, Any]:
                         },
                     }
                 ),
+                "Analyze": {
+                    "type": "object",
+                    "required": ["link"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "link": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 4096,
+                            "description": "a share link, or a whole pasted share text containing one",
+                        }
+                    },
+                },
+                "Analysis": _envelope(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "title": {"type": "string"},
+                            "author": {"type": "string"},
+                            "cover": {"type": "string", "nullable": True},
+                            "videoUrl": {
+                                "type": "string",
+                                "nullable": True,
+                                "description": "without watermark; null for image posts",
+                            },
+                            "musicUrl": {"type": "string", "nullable": True},
+                            "images": {"type": "array", "items": {"type": "string"}},
+                            "platform": {
+                                "type": "string",
+                                "description": "douyin, kuaishou, ... or yt-dlp's",
+                            },
+                            "balance": {"type": "integer"},
+                        },
+                    }
+                ),
                 "Health": _envelope({"type": "object"}),
             },
         },
@@ -210,6 +245,35 @@ def openapi_document() -> dict[str, Any]:
                         "402": _error("finished but the balance is short: top up and query again"),
                         "404": _error("Order not found"),
                         "500": _error("internal error"),
+                    },
+                }
+            },
+            "/api/open/v1/short-video/analyze": {
+                "post": {
+                    "summary": "Resolve a short-video share link (Douyin, Kuaishou, Xiaohongshu, Weibo, yt-dlp sites)",
+                    "description": "Charged per successful call (1 point by default); a failed call costs nothing.",
+                    "operationId": "analyzeShortVideo",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Analyze"}}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "the post's media",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Analysis"}}
+                            },
+                        },
+                        "400": _error("link is required / unsupported link / a private address"),
+                        **AUTH_ERRORS,
+                        "402": _error("ErrorCode.USER_BLANCE_NOT_ENOUGH"),
+                        "413": _error("request body too large"),
+                        "415": _error("Content-Type is not application/json"),
+                        "500": _error("internal error"),
+                        "502": _error(
+                            "the platform answered but the post could not be resolved (removed, ...)"
+                        ),
+                        "504": _error("the platform did not answer in time"),
                     },
                 }
             },

@@ -15,6 +15,7 @@ from typing import Any
 from yinzi.db import Order
 from yinzi.errors import BadRequest
 from yinzi.fetch import AddressPolicy, BlockedAddress
+from yinzi.links import is_single_url, link_in
 from yinzi.settings import ORDER_TYPES
 
 ORDER_NO_ALPHABET = string.ascii_letters + string.digits
@@ -121,13 +122,19 @@ def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
         raise BadRequest("stuff.pathKey must be a string")
     if len(path_key) > MAX_URL_LENGTH:
         raise BadRequest(f"stuff.pathKey is longer than {MAX_URL_LENGTH} characters")
+    path_key = path_key.strip()
+    if not is_single_url(path_key):  # a pasted share text: the link inside it
+        link = link_in(path_key)
+        if link is None:
+            raise BadRequest("stuff.pathKey must be an http or https URL, or a share text containing one")
+        path_key = str(link)
     try:
-        policy.check_url(path_key.strip())
+        policy.check_url(path_key)
     except BlockedAddress as exc:
         raise BadRequest(f"stuff.pathKey: {exc}") from None
     except ValueError:
         raise BadRequest("stuff.pathKey must be an http or https URL") from None
-    return OrderRequest(order_type=order_type, stuff={**stuff, "pathKey": path_key.strip()})
+    return OrderRequest(order_type=order_type, stuff={**stuff, "pathKey": path_key})
 
 
 def created_view(order_no: str, order_type: str) -> dict[str, Any]:

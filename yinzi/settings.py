@@ -22,11 +22,24 @@ DEFAULT_PRICES: Mapping[str, int] = {
     "extract-text": 5,
 }
 
+# Short-video platforms with their own link resolver, and "ytdlp" for every other site yt-dlp knows.
+PLATFORMS = ("douyin", "kuaishou", "xiaohongshu", "weibo", "ytdlp")
+
 GIB = 1024**3
 
 
 class SettingsError(ValueError):
     """A ``YINZI_*`` variable has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class PlatformOptions:
+    """How link resolvers talk to one platform (``YINZI_<PLATFORM>_COOKIE`` and so on)."""
+
+    cookie: str | None = None  # a Cookie header copied from a logged-in browser, for pages that demand one
+    proxy: str | None = None  # http://host:port; put its address in YINZI_FETCH_ALLOW when it is private
+    user_agent: str | None = None  # None: the resolver's own choice (a mobile browser for the share pages)
+    timeout: float = 15.0  # seconds for one link, end to end
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,11 @@ class Settings:
     whisper_model: str = "small"
     # CIDRs or host names that may be fetched although they are not public addresses.
     fetch_allow: tuple[str, ...] = ()
+    # host -> base URL: requests for that host go to the base URL, Host header kept (mirrors; test stand-ins).
+    host_map: Mapping[str, str] = field(default_factory=dict)
+    platforms: Mapping[str, PlatformOptions] = field(default_factory=dict)
+    # Points per successful short-video/analyze call.
+    analyze_price: int = 1
     # Base of signed result URLs, e.g. https://audio.example.com. None: taken from each request's Host.
     public_url: str | None = None
     # HMAC key for result URLs. None: generated once and kept in <data_dir>/secret.key.
@@ -96,6 +114,9 @@ class Settings:
         """The least an order of this type can cost: one started minute."""
         return self.prices[order_type]
 
+    def platform(self, name: str) -> PlatformOptions:
+        return self.platforms.get(name) or PlatformOptions()
+
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
@@ -133,6 +154,23 @@ class Settings:
                 raise SettingsError(f"YINZI_PRICES: {order_type}={points} is not <orderType>=<points>")
             prices[order_type] = int(points)
 
+        def number(name: str, default: float) -> float:
+            raw = get(name)
+            try:
+                return default if raw is None else float(raw)
+            except ValueError:
+                raise SettingsError(f"YINZI_{name} must be a number, got {raw!r}") from None
+
+        platforms = {
+            name: PlatformOptions(
+                cookie=get(f"{name.upper()}_COOKIE"),
+                proxy=get(f"{name.upper()}_PROXY"),
+                user_agent=get(f"{name.upper()}_USER_AGENT"),
+                timeout=number(f"{name.upper()}_TIMEOUT", PlatformOptions.timeout),
+            )
+            for name in PLATFORMS
+        }
+
         secret = get("SECRET_KEY")
         model_dir = get("MODEL_DIR")
         return cls(
@@ -146,6 +184,9 @@ class Settings:
             demucs_model=get("DEMUCS_MODEL") or cls.demucs_model,
             whisper_model=get("WHISPER_MODEL") or cls.whisper_model,
             fetch_allow=tuple(p.strip() for p in (get("FETCH_ALLOW") or "").split(",") if p.strip()),
+            host_map=pairs("HOST_MAP"),
+            platforms=platforms,
+            analyze_price=integer("ANALYZE_PRICE", cls.analyze_price),
             public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
             secret_key=secret.encode() if secret else None,
             prices=prices,

@@ -1,0 +1,91 @@
+"""Short-video share links: find the link in a pasted share text and resolve it to its media.
+
+Douyin, Kuaishou, Xiaohongshu and Weibo have resolvers of their own (one module each); yt-dlp serves every
+other site it knows. Resolvers share nothing but the fetcher, so one platform changing its pages never
+affects the others. Used by ``short-video/analyze`` in the API and by jobs whose ``pathKey`` is a share link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from yarl import URL
+
+from yinzi.errors import BadRequest, OrderFailed, YinziError
+from yinzi.fetch import BlockedAddress, Fetcher
+from yinzi.links.base import LinkFailed, PlatformClient, Resolver, UnsupportedLink, VideoInfo, owns
+from yinzi.links.douyin import Douyin
+from yinzi.links.kuaishou import Kuaishou
+from yinzi.links.text import find_links, is_single_url
+from yinzi.links.weibo import Weibo
+from yinzi.links.xiaohongshu import Xiaohongshu
+from yinzi.links.ytdlp import YtDlp, has_site_extractor
+from yinzi.settings import Settings
+
+__all__ = ["LinkAnalyzer", "LinkFailed", "UnsupportedLink", "VideoInfo", "is_single_url", "link_in"]
+
+DEDICATED: tuple[Resolver, ...] = (Douyin(), Kuaishou(), Xiaohongshu(), Weibo())
+FALLBACK = YtDlp()
+
+
+def link_in(text: str) -> URL | None:
+    """The link in a share text: one of a platform we resolve ourselves if there is one, else the first."""
+    links = find_links(text)
+    return next((u for u in links if any(owns(r, u) for r in DEDICATED)), next(iter(links), None))
+
+
+class LinkAnalyzer:
+    def __init__(self, fetcher: Fetcher, settings: Settings) -> None:
+        self._fetcher = fetcher
+        self._settings = settings
+
+    async def analyze(self, text: str) -> VideoInfo:
+        url = link_in(text)
+        if url is None:
+            raise UnsupportedLink("no http(s) link found in the text")
+        return await self._resolve(_dedicated(url) or FALLBACK, url)
+
+    async def media_source(self, path_key: str) -> tuple[str, dict[str, str]]:
+        """For a job: the media URL behind ``pathKey`` and the headers its host wants.
+
+        A link of a platform we resolve, or of a site yt-dlp has an extractor for, is resolved to its video
+        (its music for an image post); any other URL is taken to be the media file itself.
+        """
+        url = URL(path_key)
+        resolver = _dedicated(url)
+        if resolver is None:
+            if not await asyncio.to_thread(has_site_extractor, path_key):
+                return path_key, {}
+            resolver = FALLBACK
+        try:
+            info = await self._resolve(resolver, url)
+        except YinziError as exc:
+            raise OrderFailed(f"could not resolve the share link: {exc.msg}") from None
+        media = info.video_url or info.music_url
+        if media is None:
+            raise OrderFailed(f"{info.platform}: the post is an image post without music; there is no audio")
+        return media, dict(info.headers)
+
+    async def _resolve(self, resolver: Resolver, url: URL) -> VideoInfo:
+        options = self._settings.platform(resolver.name)
+        client = PlatformClient(self._fetcher, resolver.name, options, resolver.user_agent)
+        try:
+            async with asyncio.timeout(options.timeout):
+                return await resolver.resolve(url, client)
+        except TimeoutError:
+            raise LinkFailed(resolver.name, f"timed out after {options.timeout:g} s", status=504) from None
+        except BlockedAddress as exc:
+            raise BadRequest(f"{resolver.name}: refused to fetch {exc}") from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.__cause__, BlockedAddress):
+                raise BadRequest(f"{resolver.name}: refused to fetch {exc.__cause__}") from None
+            raise LinkFailed(
+                resolver.name, f"could not connect to {exc.host}: {exc.strerror or exc}"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise LinkFailed(resolver.name, f"network error: {type(exc).__name__}: {exc}") from None
+
+
+def _dedicated(url: URL) -> Resolver | None:
+    return next((r for r in DEDICATED if owns(r, url)), None)
