@@ -48,7 +48,7 @@ async def seed(db_path: Path) -> tuple[str, list[str]]:
         for i in range(FINISHED_ORDERS):
             order_no = f"bench{i:013d}"
             await db.create_order(
-                order_no, user.id, "track-separation", {"pathKey": "https://example.com/a.mp3"}, 0
+                order_no, user.id, "track-separation", {"pathKey": "https://example.com/a.mp3"}, min_balance=0
             )
             await db.claim_order(order_no)
             await db.finish_order(order_no, 10, 42.0, [ResultFile("vocals.mp3", "vocals")])

@@ -68,7 +68,8 @@ async def test_create_response_shape(client: TestClient, account: Account) -> No
     body = await resp.json()
     assert body["code"] == 0 and body["msg"] == "success"
     data = body["data"]
-    assert set(data) == {"orderNo", "orderType", "orderStatus", "payStatus", "messageId"}
+    assert set(data) == {"orderNo", "orderType", "orderStatus", "payStatus", "messageId", "priority"}
+    assert data["priority"] == "queue"
     assert len(data["orderNo"]) == 18 and data["orderNo"].isalnum()
     assert data["orderType"] == "track-separation"
     assert data["orderStatus"] == "pending" and data["payStatus"] == "waiting"

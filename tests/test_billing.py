@@ -43,7 +43,7 @@ async def test_concurrent_first_queries_debit_once(
 async def finished_order(db: Database, user_id: int, cost: int) -> str:
     order_no = f"order{cost:013d}"
     assert await db.create_order(
-        order_no, user_id, "extract-text", {"pathKey": "https://example.com/a.wav"}, 0
+        order_no, user_id, "extract-text", {"pathKey": "https://example.com/a.wav"}, min_balance=0
     )
     assert await db.claim_order(order_no) is not None
     assert await db.finish_order(order_no, cost, 1.0, [ResultFile("a.txt", "text")])

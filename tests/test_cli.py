@@ -51,7 +51,7 @@ def test_users_keys_and_points(data_dir: Path, capsys: pytest.CaptureFixture[str
     async def user_for_key() -> object:
         db = await Database.open(data_dir / "yinzi.db")
         try:
-            return await db.user_for_key(hashlib.sha256(key.encode()).hexdigest())
+            return await db.caller_for_key(hashlib.sha256(key.encode()).hexdigest())
         finally:
             await db.close()
 

@@ -12,9 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Account, add_account, create_order, wait_for_order
-from workers.jobs import order_cost
 from yinzi.appkeys import DB, SETTINGS, SIGNER
-from yinzi.settings import Settings
+from yinzi.pricing import order_cost
+from yinzi.settings import DEFAULT_PRICES, Settings
 
 QUERY = "/api/open/v1/order/query"
 
@@ -66,7 +66,9 @@ async def test_cost_is_per_started_minute(
     assert order.status == "finish" and order.duration == pytest.approx(65, abs=0.2)
     _, body = await query(client, account, order_no)
     assert body["data"]["cost"] == 10  # 65 s is two started minutes at 5 points
-    assert [order_cost(5, d) for d in (0.1, 60, 60.01, 125)] == [5, 5, 10, 15]
+    settings = Settings(prices={**DEFAULT_PRICES, "extract-text": 5}, lightning_multiplier=1.5)
+    assert [order_cost(settings, "extract-text", d) for d in (0.1, 60, 60.01, 125)] == [5, 5, 10, 15]
+    assert order_cost(settings, "extract-text", 125, "lightning") == 23  # 22.5, rounded up
 
 
 async def test_signed_urls_reject_tampering_and_expiry(

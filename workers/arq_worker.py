@@ -31,8 +31,10 @@ async def _startup(ctx: dict[str, Any]) -> None:
     db = await Database.open(settings.db_path)
     stack.push_async_callback(db.close)
     ctx["stack"] = stack
-    ctx["jobs"] = await JobContext.open(settings, db, stack)
-    await recover(ArqQueue(ctx["redis"], settings.queue_name), db)
+    jobs = await JobContext.open(settings, db, stack)
+    jobs.queue = ArqQueue(ctx["redis"], settings.queue_name)
+    ctx["jobs"] = jobs
+    await recover(jobs.queue, db, settings.max_running_per_user)
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import shutil
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workers.engine_host import EnginePool
 from workers.engines import EngineTask
 from workers.probe import probe
+from workers.sweeper import Sweeper
 from yinzi.db import Database, Order
 from yinzi.errors import OrderFailed, OrderTimedOut
 from yinzi.fetch import Fetcher, download
 from yinzi.links import LinkAnalyzer
 from yinzi.logs import order_context
+from yinzi.pricing import order_cost
 from yinzi.settings import Settings
+
+if TYPE_CHECKING:
+    from yinzi.queue import JobQueue
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,8 @@ class JobContext:
     fetcher: Fetcher
     links: LinkAnalyzer
     engines: EnginePool
+    # Where orders admitted after this one ends go; set by the queue that runs these jobs.
+    queue: JobQueue | None = None
 
     @classmethod
     async def open(cls, settings: Settings, db: Database, stack: AsyncExitStack) -> JobContext:
@@ -48,12 +55,9 @@ class JobContext:
         stack.push_async_callback(fetcher.close)
         engines = EnginePool(settings)
         stack.callback(engines.close)
+        sweeper = Sweeper(settings, db, fetcher)  # webhooks and expiry run wherever jobs run
+        stack.push_async_callback(sweeper.close)
         return cls(settings, db, fetcher, LinkAnalyzer(fetcher, settings), engines)
-
-
-def order_cost(price_per_minute: int, duration: float) -> int:
-    """Points for a duration: every started minute is charged."""
-    return price_per_minute * max(1, math.ceil(duration / 60))
 
 
 async def process_order(ctx: JobContext, order_no: str) -> str:
@@ -61,6 +65,19 @@ async def process_order(ctx: JobContext, order_no: str) -> str:
     order = await ctx.db.claim_order(order_no)
     if order is None:
         return "skipped"
+    try:
+        return await _process(ctx, order)
+    finally:
+        # The order no longer holds a place under its user's running cap: let the next one in.
+        if ctx.settings.max_running_per_user and ctx.queue is not None:
+            for admitted, priority in await ctx.db.admit_waiting(
+                order.user_id, ctx.settings.max_running_per_user
+            ):
+                await ctx.queue.enqueue(admitted, priority)
+
+
+async def _process(ctx: JobContext, order: Order) -> str:
+    order_no = order.order_no
     with order_context(order_no):
         log.info("processing %s (attempt %d)", order.order_type, order.attempts)
         work = ctx.settings.work_dir / order_no
@@ -90,17 +107,7 @@ async def process_order(ctx: JobContext, order_no: str) -> str:
 async def _run(ctx: JobContext, order: Order, work: Path) -> None:
     settings = ctx.settings
     ctx.engines.check_installed(order.order_type)  # before spending a download on it
-    # A share link (Douyin, Bilibili, ...) is resolved to its media first; any other URL is the media itself.
-    media_url, headers = await ctx.links.media_source(order.stuff["pathKey"])
-    source = await download(
-        ctx.fetcher,
-        media_url,
-        work / INPUT_NAME,
-        max_bytes=settings.max_download_bytes,
-        max_redirects=settings.max_redirects,
-        total_timeout=settings.fetch_total_timeout,
-        headers=headers,
-    )
+    source = await _fetch_input(ctx, order, work / INPUT_NAME)
     media = await probe(source, settings.ffprobe)
     await ctx.db.set_progress(order.order_no, FETCHED_PROGRESS)
 
@@ -109,7 +116,7 @@ async def _run(ctx: JobContext, order: Order, work: Path) -> None:
 
     out_dir = work / "out"
     out_dir.mkdir()
-    options = {k: v for k, v in order.stuff.items() if k != "pathKey"}
+    options = {k: v for k, v in order.stuff.items() if k not in ("pathKey", "uploadId")}
     if order.order_type == "extract-text":
         model = options.get("model") or settings.whisper_model
     else:
@@ -131,8 +138,29 @@ async def _run(ctx: JobContext, order: Order, work: Path) -> None:
     if not results or missing:
         raise OrderFailed(f"engine produced no output ({', '.join(missing) or 'empty result'})")
     await asyncio.to_thread(_publish, out_dir, settings.results_dir / order.order_no)
-    cost = order_cost(settings.prices[order.order_type], media.duration)
+    cost = order_cost(settings, order.order_type, media.duration, order.priority)
     await ctx.db.finish_order(order.order_no, cost, media.duration, results)
+
+
+async def _fetch_input(ctx: JobContext, order: Order, dest: Path) -> Path:
+    settings = ctx.settings
+    upload_id = order.stuff.get("uploadId")
+    if upload_id is not None:
+        path: Path = settings.uploads_dir / str(upload_id)
+        if not path.is_file():
+            raise OrderFailed("the upload has expired; upload the file again")
+        return path
+    # A share link (Douyin, Bilibili, ...) is resolved to its media first; any other URL is the media itself.
+    media_url, headers = await ctx.links.media_source(order.stuff["pathKey"])
+    return await download(
+        ctx.fetcher,
+        media_url,
+        dest,
+        max_bytes=settings.max_download_bytes,
+        max_redirects=settings.max_redirects,
+        total_timeout=settings.fetch_total_timeout,
+        headers=headers,
+    )
 
 
 def _fresh_dir(path: Path) -> None:

@@ -1,43 +1,67 @@
-"""API keys: made here, shown once, stored only as SHA-256 hashes, checked on every request.
+"""API keys and who is calling: keys made here, shown once, stored only as SHA-256 hashes.
 
-A key is ``yz_`` + 32 random bytes in URL-safe base64. With that much entropy a plain SHA-256 is the right
-hash: nothing to brute-force, and a lookup by hash costs one index probe. ``prefix`` (the first characters)
-names a key in listings and revocation without revealing it.
+A Bearer key is ``yz_`` + 32 random bytes in URL-safe base64. With that much entropy a plain SHA-256 is the
+right hash: nothing to brute-force, and a lookup by hash costs one index probe. ``prefix`` (the first
+characters) names a key in listings and revocation without revealing it.
+
+A signed pair (``yinzi keys create --signed``) is a public key ``yzpk_...`` and its secret ``yzsk_...``,
+derived from the public key with the service key (see signing.py). Requests then carry ``X-Public-Key``,
+``X-Timestamp`` (Unix seconds, within 5 minutes of ours) and ``X-Signature``.
+
+Every authenticated request counts against its key's requests per minute (ratelimit.py).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from yinzi.db import Database, User
-from yinzi.errors import Unauthorized
+from yinzi.appkeys import DB, LIMITER, SETTINGS, SIGNER
+from yinzi.db import Caller, Database, User
+from yinzi.errors import TooManyRequests, Unauthorized
+from yinzi.ratelimit import QUOTA
+from yinzi.signing import Signer
 
 KEY_PREFIX = "yz_"
-PREFIX_LENGTH = len(KEY_PREFIX) + 8
+PUBLIC_KEY_PREFIX = "yzpk_"
+PREFIX_LENGTH = 11
+SIGNATURE_WINDOW_S = 300
 
 
 @dataclass(frozen=True)
 class NewKey:
-    key: str  # the secret, shown once
+    key: str  # the Bearer key, or the public key of a signed pair
     prefix: str
+    secret: str | None = None  # a signed pair's secret, shown once
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def new_key() -> NewKey:
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
-    return NewKey(key=key, prefix=key[:PREFIX_LENGTH])
-
-
-async def create_key(db: Database, user: User, label: str = "") -> NewKey:
-    made = new_key()
-    await db.add_key(user.id, made.prefix, hash_key(made.key), label)
+async def create_key(
+    db: Database,
+    user: User,
+    label: str = "",
+    *,
+    signer: Signer | None = None,
+    rate_limit: int | None = None,
+) -> NewKey:
+    """A Bearer key, or with ``signer`` a signed-request pair."""
+    if signer is None:
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        made = NewKey(key=key, prefix=key[:PREFIX_LENGTH])
+    else:
+        public = PUBLIC_KEY_PREFIX + secrets.token_urlsafe(18)
+        made = NewKey(key=public, prefix=public[:PREFIX_LENGTH], secret=signer.pair_secret(public))
+    await db.add_key(
+        user.id, made.prefix, hash_key(made.key), label, signed=signer is not None, rate_limit=rate_limit
+    )
     return made
 
 
@@ -50,11 +74,45 @@ def presented_key(request: web.Request) -> str | None:
     return request.query.get("apiKey") or None
 
 
-async def authenticate(db: Database, request: web.Request) -> User:
-    key = presented_key(request)
-    if key is None:
-        raise Unauthorized("API Key is required")
-    user = await db.user_for_key(hash_key(key))
-    if user is None:
+async def authenticate(request: web.Request) -> User:
+    """The calling user, by Bearer key, ``?apiKey=`` or signed headers; counts the request against the key's
+    rate limit (429 past it)."""
+    app = request.app
+    if "X-Public-Key" in request.headers:
+        caller = await _signed_caller(request, app[DB], app[SIGNER])
+    else:
+        key = presented_key(request)
+        if key is None:
+            raise Unauthorized("API Key is required")
+        found = await app[DB].caller_for_key(hash_key(key))
+        if found is None:
+            raise Unauthorized("Invalid API Key")
+        caller = found
+    limit = caller.rate_limit if caller.rate_limit is not None else app[SETTINGS].rate_limit
+    if limit > 0:
+        quota = await app[LIMITER].hit(caller.key_id, limit)
+        request[QUOTA] = quota
+        if not quota.allowed:
+            raise TooManyRequests(
+                f"rate limit of {limit} requests per minute exceeded; retry in {quota.reset} s",
+                headers={"Retry-After": str(quota.reset)},
+            )
+    return caller.user
+
+
+async def _signed_caller(request: web.Request, db: Database, signer: Signer) -> Caller:
+    public = request.headers["X-Public-Key"].strip()
+    timestamp = request.headers.get("X-Timestamp", "").strip()
+    signature = request.headers.get("X-Signature", "").strip().lower()
+    if not timestamp or not signature:
+        raise Unauthorized("X-Timestamp and X-Signature are required with X-Public-Key")
+    if not timestamp.isdigit():
+        raise Unauthorized("X-Timestamp must be Unix time in seconds")
+    if abs(time.time() - int(timestamp)) > SIGNATURE_WINDOW_S:
+        raise Unauthorized("X-Timestamp is more than 5 minutes away from the server's clock")
+    if not hmac.compare_digest(signer.request_signature(public, timestamp), signature):
+        raise Unauthorized("Invalid signature")
+    caller = await db.caller_for_key(hash_key(public), signed=True)
+    if caller is None:
         raise Unauthorized("Invalid API Key")
-    return user
+    return caller

@@ -14,15 +14,16 @@ from aiohttp import web
 
 from workers.jobs import JobContext
 from workers.probe import ffprobe_missing
-from yinzi.appkeys import DB, FETCHER, LINKS, POLICY, QUEUE, SETTINGS, SIGNER
+from yinzi.appkeys import DB, FETCHER, LIMITER, LINKS, POLICY, QUEUE, SETTINGS, SIGNER
 from yinzi.db import Database
 from yinzi.fetch import AddressPolicy, Fetcher
 from yinzi.links import LinkAnalyzer
 from yinzi.middleware import envelope_middleware
 from yinzi.queue import ArqQueue, EmbeddedQueue, JobQueue, recover
-from yinzi.routes import files, meta, orders, shortvideo
+from yinzi.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from yinzi.routes import files, meta, orders, shortvideo, uploads
 from yinzi.settings import Settings
-from yinzi.signing import UrlSigner, load_or_create_secret
+from yinzi.signing import Signer, load_or_create_secret
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,10 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_queue)
     app.cleanup_ctx.append(_links)
+    app.cleanup_ctx.append(_rate_limits)
     app.add_routes(orders.routes)
     app.add_routes(shortvideo.routes)
+    app.add_routes(uploads.routes)
     app.add_routes(files.routes)
     app.add_routes(meta.routes)
     return app
@@ -51,7 +54,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     db = await Database.open(settings.db_path)
     app[DB] = db
-    app[SIGNER] = UrlSigner(
+    app[SIGNER] = Signer(
         settings.secret_key or load_or_create_secret(settings.data_dir), settings.result_url_ttl
     )
     if await db.count_keys() == 0:
@@ -74,7 +77,7 @@ async def _queue(app: web.Application) -> AsyncIterator[None]:
             queue = EmbeddedQueue(jobs, settings.worker_concurrency)
         stack.push_async_callback(queue.close)
         app[QUEUE] = queue
-        resumed = await recover(queue, app[DB])
+        resumed = await recover(queue, app[DB], settings.max_running_per_user)
         if resumed:
             log.info("re-queued %d unfinished orders", resumed)
         yield
@@ -87,3 +90,11 @@ async def _links(app: web.Application) -> AsyncIterator[None]:
     app[LINKS] = LinkAnalyzer(fetcher, settings)
     yield
     await fetcher.close()
+
+
+async def _rate_limits(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    limiter: RateLimiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
+    app[LIMITER] = limiter
+    yield
+    await limiter.close()

@@ -4,8 +4,11 @@ yinzi serve [--host H] [--port P]        the API (and, without YINZI_REDIS_URL, 
 yinzi worker                             an arq worker (needs YINZI_REDIS_URL)
 yinzi users create NAME [--points N]
 yinzi users list
-yinzi keys create USER [--label L]       prints the key once; only its hash is stored
+yinzi users webhook-secret NAME [--rotate]   the secret that signs NAME's webhooks
+yinzi keys create USER [--label L] [--signed] [--rate-limit N]
+                                         prints the key (or signed pair) once; only a hash is stored
 yinzi keys list [USER]
+yinzi keys limit PREFIX N|default        requests per minute for one key
 yinzi keys revoke PREFIX
 yinzi points grant USER POINTS [--note TEXT]
 yinzi models pull [NAME...]              official Demucs / Whisper weights into YINZI_MODEL_DIR
@@ -21,10 +24,14 @@ import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from yinzi.db import Database, User
 from yinzi.logs import AccessLogger, setup_logging
 from yinzi.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from yinzi.signing import Signer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,11 +53,25 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--points", type=int, default=0, help="initial balance")
     users.add_parser("list", help="list users and balances")
+    webhook = users.add_parser(
+        "webhook-secret", help="show (or --rotate) the secret that signs a user's webhooks"
+    )
+    webhook.add_argument("name")
+    webhook.add_argument(
+        "--rotate", action="store_true", help="replace it; the old one stops working at once"
+    )
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
     key_create = keys.add_parser("create", help="create an API key (shown once)")
     key_create.add_argument("user")
     key_create.add_argument("--label", default="")
+    key_create.add_argument(
+        "--signed", action="store_true", help="a public key and secret for X-Signature requests instead"
+    )
+    key_create.add_argument("--rate-limit", type=int, help="requests per minute (default YINZI_RATE_LIMIT)")
+    key_limit = keys.add_parser("limit", help="set a key's requests per minute")
+    key_limit.add_argument("prefix")
+    key_limit.add_argument("limit", help="a number, 0 for none, or default")
     key_list = keys.add_parser("list", help="list API keys")
     key_list.add_argument("user", nargs="?")
     key_revoke = keys.add_parser("revoke", help="revoke an API key by its prefix")
@@ -179,7 +200,7 @@ async def _with_db(
 ) -> int:
     db = await Database.open(settings.db_path)
     try:
-        await handler(db, args)
+        await handler(db, settings, args)
     finally:
         await db.close()
     return 0
@@ -192,7 +213,7 @@ async def _user(db: Database, name: str) -> User:
     return user
 
 
-async def _users_create(db: Database, args: argparse.Namespace) -> None:
+async def _users_create(db: Database, settings: Settings, args: argparse.Namespace) -> None:
     if args.points < 0:
         raise CommandError("--points cannot be negative")
     try:
@@ -203,35 +224,68 @@ async def _users_create(db: Database, args: argparse.Namespace) -> None:
     print(f"next: yinzi keys create {user.name}")
 
 
-async def _users_list(db: Database, args: argparse.Namespace) -> None:
+async def _users_list(db: Database, settings: Settings, args: argparse.Namespace) -> None:
     for user in await db.list_users():
         print(f"{user.name}\t{user.balance}")
 
 
-async def _keys_create(db: Database, args: argparse.Namespace) -> None:
+async def _keys_create(db: Database, settings: Settings, args: argparse.Namespace) -> None:
     from yinzi.accounts import create_key
 
-    made = await create_key(db, await _user(db, args.user), args.label)
-    print(made.key)
-    print(f"(prefix {made.prefix}; this key is shown only once, store it now)", file=sys.stderr)
+    if args.rate_limit is not None and args.rate_limit < 0:
+        raise CommandError("--rate-limit cannot be negative")
+    user = await _user(db, args.user)
+    signer = _signer(settings) if args.signed else None
+    made = await create_key(db, user, args.label, signer=signer, rate_limit=args.rate_limit)
+    if made.secret is None:
+        print(made.key)
+        print(f"(prefix {made.prefix}; this key is shown only once, store it now)", file=sys.stderr)
+    else:
+        print(f"public key: {made.key}\nsecret:     {made.secret}")
+        print(f"(prefix {made.prefix}; the secret is shown only once, store it now)", file=sys.stderr)
 
 
-async def _keys_list(db: Database, args: argparse.Namespace) -> None:
+async def _keys_limit(db: Database, settings: Settings, args: argparse.Namespace) -> None:
+    limit = None if args.limit == "default" else int(args.limit) if args.limit.isdigit() else -1
+    if limit is not None and limit < 0:
+        raise CommandError("the limit is a number of requests per minute, 0 for none, or default")
+    if await db.set_rate_limit(args.prefix, limit) == 0:
+        raise CommandError(f"no active key with prefix {args.prefix!r} (see `yinzi keys list`)")
+    shown = f"the default ({settings.rate_limit})" if limit is None else "no limit" if limit == 0 else limit
+    print(f"{args.prefix}: {shown} requests per minute")
+
+
+async def _users_webhook_secret(db: Database, settings: Settings, args: argparse.Namespace) -> None:
+    user = await _user(db, args.name)
+    print(await (db.rotate_webhook_secret(user.id) if args.rotate else db.webhook_secret(user.id)))
+
+
+def _signer(settings: Settings) -> Signer:
+    from yinzi.signing import Signer, load_or_create_secret
+
+    return Signer(settings.secret_key or load_or_create_secret(settings.data_dir), settings.result_url_ttl)
+
+
+async def _keys_list(db: Database, settings: Settings, args: argparse.Namespace) -> None:
     if args.user:
         await _user(db, args.user)
     for key in await db.list_keys(args.user):
         state = "revoked " + _date(key.revoked_at) if key.revoked_at else "active"
-        print(f"{key.prefix}\t{key.user_name}\t{state}\tcreated {_date(key.created_at)}\t{key.label}")
+        kind = "signed" if key.signed else "bearer"
+        limit = "default limit" if key.rate_limit is None else f"{key.rate_limit}/min"
+        print(
+            f"{key.prefix}\t{key.user_name}\t{kind}\t{state}\t{limit}\tcreated {_date(key.created_at)}\t{key.label}"
+        )
 
 
-async def _keys_revoke(db: Database, args: argparse.Namespace) -> None:
+async def _keys_revoke(db: Database, settings: Settings, args: argparse.Namespace) -> None:
     count = await db.revoke_key(args.prefix)
     if count == 0:
         raise CommandError(f"no active key with prefix {args.prefix!r} (see `yinzi keys list`)")
     print(f"revoked {count} key(s) with prefix {args.prefix}")
 
 
-async def _points_grant(db: Database, args: argparse.Namespace) -> None:
+async def _points_grant(db: Database, settings: Settings, args: argparse.Namespace) -> None:
     from yinzi.errors import InsufficientBalance
 
     user = await _user(db, args.user)
@@ -248,11 +302,13 @@ def _date(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
-ADMIN: dict[tuple[str, str], Callable[[Database, argparse.Namespace], Awaitable[None]]] = {
+ADMIN: dict[tuple[str, str], Callable[[Database, Settings, argparse.Namespace], Awaitable[None]]] = {
     ("users", "create"): _users_create,
     ("users", "list"): _users_list,
+    ("users", "webhook-secret"): _users_webhook_secret,
     ("keys", "create"): _keys_create,
     ("keys", "list"): _keys_list,
+    ("keys", "limit"): _keys_limit,
     ("keys", "revoke"): _keys_revoke,
     ("points", "grant"): _points_grant,
 }

@@ -7,8 +7,11 @@
     ├── InsufficientBalance   402  ErrorCode.USER_BLANCE_NOT_ENOUGH (spelling is the public contract's)
     ├── Forbidden             403  a result URL whose signature is wrong or expired
     ├── NotFound              404  Order not found (also for another user's order)
+    ├── Conflict              409  an Idempotency-Key whose first request is still being handled; upload state
     ├── PayloadTooLarge       413
     ├── UnsupportedMediaType  415
+    ├── Unprocessable         422  an Idempotency-Key reused with a different body
+    ├── TooManyRequests       429  over the key's requests per minute (with Retry-After)
     ├── ServiceUnavailable    503  a dependency (Redis) is down; nothing was created
     └── LinkFailed            502  a short-video platform answered but the link could not be resolved
                               504  ... or did not answer in time (yinzi/links/base.py)
@@ -23,9 +26,10 @@ from __future__ import annotations
 class YinziError(Exception):
     status = 500
 
-    def __init__(self, msg: str, status: int | None = None) -> None:
+    def __init__(self, msg: str, status: int | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(msg)
         self.msg = msg
+        self.headers = headers or {}
         if status is not None:
             self.status = status
 
@@ -53,12 +57,24 @@ class NotFound(YinziError):
     status = 404
 
 
+class Conflict(YinziError):
+    status = 409
+
+
 class PayloadTooLarge(YinziError):
     status = 413
 
 
 class UnsupportedMediaType(YinziError):
     status = 415
+
+
+class Unprocessable(YinziError):
+    status = 422
+
+
+class TooManyRequests(YinziError):
+    status = 429
 
 
 class ServiceUnavailable(YinziError):

@@ -153,13 +153,15 @@ class Fetcher:
         await self.session.close()
 
     @asynccontextmanager
-    async def get(
+    async def request(
         self,
+        method: str,
         url: str | URL,
         *,
         max_redirects: int,
         headers: Mapping[str, str] | None = None,
         proxy: str | None = None,
+        data: bytes | None = None,
     ) -> AsyncIterator[tuple[URL, aiohttp.ClientResponse]]:
         """The first response that is not a redirect, with the URL it came from."""
         url = URL(url) if isinstance(url, str) else url
@@ -170,8 +172,8 @@ class Fetcher:
             if proxy and url.host and not self.policy.host_allowed(url.host):
                 # Through a proxy aiohttp never resolves the target itself, so the resolver's check runs here.
                 await self._resolver.resolve(url.host)
-            async with self.session.get(
-                target, headers=sent_headers, proxy=proxy, allow_redirects=False
+            async with self.session.request(
+                method, target, headers=sent_headers, proxy=proxy, data=data, allow_redirects=False
             ) as resp:
                 if resp.status not in REDIRECT_STATUSES:
                     yield url, resp
@@ -218,7 +220,10 @@ async def download(
     too_large = f"file too large: the limit is {human_bytes(max_bytes)}"
     try:
         async with asyncio.timeout(total_timeout):
-            async with fetcher.get(url, max_redirects=max_redirects, headers=headers) as (final, resp):
+            async with fetcher.request("GET", url, max_redirects=max_redirects, headers=headers) as (
+                final,
+                resp,
+            ):
                 if resp.status != 200:
                     raise OrderFailed(f"download failed: HTTP {resp.status} from {final.host}")
                 if resp.content_length is not None and resp.content_length > max_bytes:

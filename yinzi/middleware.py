@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler
 from yinzi.envelope import error
 from yinzi.errors import YinziError
 from yinzi.logs import log_context
+from yinzi.ratelimit import QUOTA
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
             response = await handler(request)
         except YinziError as exc:
             response = error(exc.status, exc.msg)
+            response.headers.update(exc.headers)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -47,4 +49,7 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = error(500, f"internal server error (request id {request_id})")
     response.headers[REQUEST_ID_HEADER] = request_id
+    quota = request.get(QUOTA)
+    if quota is not None:
+        response.headers.update(quota.headers())
     return response

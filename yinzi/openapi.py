@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from yinzi.orders import CHINESE_SCRIPTS, MAX_PROMPT_CHARS, OUTPUT_FORMATS
+from yinzi.pricing import PRIORITIES
 from yinzi.settings import ORDER_TYPES
 
 ORDER_STATUSES = ["pending", "processing", "finish", "failed", "timeout"]
@@ -26,11 +27,36 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
-AUTH_ERRORS = {"401": _error("API Key is required / Invalid API Key")}
+AUTH_ERRORS = {
+    "401": _error("API Key is required / Invalid API Key / a bad request signature"),
+    "429": _error("over the key's requests per minute; see Retry-After and X-RateLimit-*"),
+}
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+def _answer(schema: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+UPLOAD_ID = {"name": "uploadId", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def openapi_document() -> dict[str, Any]:
     order_type = {"type": "string", "enum": list(ORDER_TYPES)}
+    priority = {
+        "type": "string",
+        "enum": list(PRIORITIES),
+        "description": "lightning costs more (YINZI_LIGHTNING_MULTIPLIER) and starts before queued orders",
+    }
     return {
         "openapi": "3.0.3",
         "info": {
@@ -62,16 +88,21 @@ def openapi_document() -> dict[str, Any]:
                     "additionalProperties": False,
                     "properties": {
                         "orderType": order_type,
+                        "priority": priority,
+                        "callbackUrl": {
+                            "type": "string",
+                            "description": "POSTed once the order ends, signed with X-Yinzi-Signature (see README)",
+                        },
                         "stuff": {
                             "type": "object",
-                            "required": ["pathKey"],
                             "additionalProperties": False,
+                            "description": "pathKey or uploadId, and the order type's options",
                             "properties": {
                                 "pathKey": {
                                     "type": "string",
-                                    "format": "uri",
-                                    "description": "http(s) URL of the media",
+                                    "description": "http(s) URL of the media, or a short-video share link or text",
                                 },
+                                "uploadId": {"type": "string", "description": "a completed upload session"},
                                 "format": {
                                     "type": "string",
                                     "enum": list(OUTPUT_FORMATS),
@@ -109,6 +140,67 @@ def openapi_document() -> dict[str, Any]:
                             "orderStatus": {"type": "string", "enum": ORDER_STATUSES},
                             "payStatus": {"type": "string", "enum": PAY_STATUSES},
                             "messageId": {"type": "string"},
+                            "priority": priority,
+                        },
+                    }
+                ),
+                "Calculate": {
+                    "type": "object",
+                    "required": ["orderType"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "orderType": order_type,
+                        "durationSeconds": {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+                        "uploadId": {"type": "string"},
+                        "priority": priority,
+                    },
+                    "description": "durationSeconds or uploadId, one of them",
+                },
+                "Price": _envelope(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "orderType": order_type,
+                            "priority": priority,
+                            "durationSeconds": {"type": "number"},
+                            "minutesBilled": {"type": "integer"},
+                            "cost": {"type": "integer"},
+                            "balance": {"type": "integer"},
+                        },
+                    }
+                ),
+                "NewUpload": {
+                    "type": "object",
+                    "required": ["fileName", "mimeType", "sizeBytes"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "fileName": {"type": "string", "maxLength": 255},
+                        "mimeType": {"type": "string", "description": "audio/* or video/*"},
+                        "sizeBytes": {"type": "integer", "minimum": 1},
+                    },
+                },
+                "CompleteUpload": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}},
+                },
+                "Upload": _envelope(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "uploadId": {"type": "string"},
+                            "fileName": {"type": "string"},
+                            "mimeType": {"type": "string"},
+                            "sizeBytes": {"type": "integer"},
+                            "received": {"type": "integer", "description": "bytes stored: resume from here"},
+                            "state": {"type": "string", "enum": ["open", "complete"]},
+                            "expiresAt": {"type": "integer", "description": "Unix seconds"},
+                            "uploadUrl": {
+                                "type": "string",
+                                "description": "open sessions: PUT the bytes here",
+                            },
+                            "sha256": {"type": "string"},
+                            "durationSeconds": {"type": "number"},
                         },
                     }
                 ),
@@ -154,6 +246,7 @@ def openapi_document() -> dict[str, Any]:
                                 },
                             },
                             "balance": {"type": "integer"},
+                            "priority": priority,
                         },
                     }
                 ),
@@ -201,6 +294,15 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "summary": "Create a processing order",
                     "operationId": "createOrder",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 255},
+                            "description": "a retry with the same key and body within 24 h returns the first answer",
+                        }
+                    ],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -222,6 +324,11 @@ def openapi_document() -> dict[str, Any]:
                         "413": _error("request body too large"),
                         "415": _error("Content-Type is not application/json"),
                         "500": _error("internal error"),
+                        "404": _error("upload not found"),
+                        "409": _error(
+                            "the upload is not complete, or the Idempotency-Key's first request is running"
+                        ),
+                        "422": _error("Idempotency-Key reused with a different body"),
                         "503": _error("job queue unavailable; nothing was created"),
                     },
                 }
@@ -245,6 +352,90 @@ def openapi_document() -> dict[str, Any]:
                         "402": _error("finished but the balance is short: top up and query again"),
                         "404": _error("Order not found"),
                         "500": _error("internal error"),
+                    },
+                }
+            },
+            "/api/open/v1/order/calculate": {
+                "post": {
+                    "summary": "The price of an order, creating nothing",
+                    "operationId": "calculatePrice",
+                    "requestBody": _body("Calculate"),
+                    "responses": {
+                        "200": _answer("Price", "cost in points and the current balance"),
+                        "400": _error("a missing or invalid field"),
+                        **AUTH_ERRORS,
+                        "404": _error("upload not found"),
+                        "409": _error("the upload is not complete"),
+                    },
+                }
+            },
+            "/api/open/v1/uploads": {
+                "post": {
+                    "summary": "Open a resumable upload session (up to 2 GiB)",
+                    "operationId": "createUpload",
+                    "requestBody": _body("NewUpload"),
+                    "responses": {
+                        "200": _answer("Upload", "the session, with its signed uploadUrl"),
+                        "400": _error("a missing or invalid field"),
+                        **AUTH_ERRORS,
+                        "413": _error("sizeBytes over the limit"),
+                        "415": _error("mimeType is not audio or video"),
+                    },
+                }
+            },
+            "/api/open/v1/uploads/{uploadId}": {
+                "get": {
+                    "summary": "An upload session's state and bytes received (where to resume)",
+                    "operationId": "uploadState",
+                    "parameters": [UPLOAD_ID],
+                    "responses": {
+                        "200": _answer("Upload", "the session"),
+                        **AUTH_ERRORS,
+                        "404": _error("upload not found"),
+                    },
+                }
+            },
+            "/api/open/v1/uploads/{uploadId}/complete": {
+                "post": {
+                    "summary": "Finish an upload: checks size, sha256 (optional) and that it is audio or video",
+                    "operationId": "completeUpload",
+                    "parameters": [UPLOAD_ID],
+                    "requestBody": {**_body("CompleteUpload"), "required": False},
+                    "responses": {
+                        "200": _answer("Upload", "complete (again, if it already was)"),
+                        "400": _error("an invalid field"),
+                        **AUTH_ERRORS,
+                        "404": _error("upload not found"),
+                        "409": _error("bytes missing, or another request is writing the upload"),
+                        "415": _error("the bytes are not audio or video"),
+                        "422": _error("sha256 does not match"),
+                    },
+                }
+            },
+            "/uploads/{uploadId}": {
+                "put": {
+                    "summary": "The bytes of an upload (the signed uploadUrl): whole, or a Content-Range",
+                    "operationId": "putUpload",
+                    "security": [],
+                    "parameters": [
+                        UPLOAD_ID,
+                        {"name": "expires", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {"name": "sig", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {
+                            "name": "Content-Range",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "example": "bytes 0-1048575/52428800"},
+                        },
+                    ],
+                    "requestBody": {"required": True, "content": {"application/octet-stream": {}}},
+                    "responses": {
+                        "200": _answer("Upload", "stored; received tells the bytes so far"),
+                        "400": _error("a malformed Content-Range"),
+                        "403": _error("invalid or expired signature"),
+                        "404": _error("upload not found"),
+                        "409": _error("the range does not start at the bytes received (see Upload-Offset)"),
+                        "413": _error("more bytes than the range or sizeBytes"),
                     },
                 }
             },

@@ -10,19 +10,25 @@ import secrets
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from yinzi.db import Order
 from yinzi.errors import BadRequest
 from yinzi.fetch import AddressPolicy, BlockedAddress
 from yinzi.links import is_single_url, link_in
+from yinzi.pricing import PRIORITIES
 from yinzi.settings import ORDER_TYPES
 
 ORDER_NO_ALPHABET = string.ascii_letters + string.digits
 ORDER_NO_LENGTH = 18  # 107 random bits: unguessable
 MAX_URL_LENGTH = 4096
+UPLOAD_ID = re.compile(r"up_[A-Za-z0-9_-]{16,64}")
 
-CREATE_FIELDS = frozenset({"orderType", "stuff"})
+CREATE_FIELDS = frozenset({"orderType", "stuff", "priority", "callbackUrl"})
+CALCULATE_FIELDS = frozenset({"orderType", "durationSeconds", "uploadId", "priority"})
+# The longest media an order may quote or process: ten hours.
+MAX_DURATION_S = 10 * 3600
 
 OUTPUT_FORMATS = ("mp3", "wav", "flac")
 CHINESE_SCRIPTS = ("simplified", "traditional")
@@ -77,7 +83,22 @@ OPTIONS: dict[str, dict[str, Callable[[str, Any], None]]] = {
 @dataclass(frozen=True)
 class OrderRequest:
     order_type: str
-    stuff: dict[str, Any]
+    stuff: dict[str, Any]  # pathKey (a URL) or uploadId, and the order type's options
+    priority: str
+    callback_url: str | None
+
+    @property
+    def upload_id(self) -> str | None:
+        value = self.stuff.get("uploadId")
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class PriceRequest:
+    order_type: str
+    priority: str
+    duration: float | None  # None: take it from the upload
+    upload_id: str | None
 
 
 def new_order_no() -> str:
@@ -96,8 +117,7 @@ def _reject_unknown(fields: dict[str, Any], known: frozenset[str], where: str) -
         raise BadRequest(f"unknown field: {where}{unknown[0]} (allowed: {', '.join(sorted(known))})")
 
 
-def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
-    _reject_unknown(body, CREATE_FIELDS, "")
+def _order_type(body: dict[str, Any]) -> str:
     order_type = body.get("orderType")
     if order_type is None:
         raise BadRequest("orderType is required")
@@ -105,17 +125,61 @@ def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
         raise BadRequest("orderType must be a string")
     if order_type not in ORDER_TYPES:
         raise BadRequest(f"orderType must be one of: {', '.join(ORDER_TYPES)}")
+    return order_type
+
+
+def _priority(body: dict[str, Any]) -> str:
+    priority = body.get("priority", "queue")
+    if priority not in PRIORITIES:
+        raise BadRequest(f"priority must be one of: {', '.join(PRIORITIES)}")
+    return str(priority)
+
+
+def _upload_id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not UPLOAD_ID.fullmatch(value):
+        raise BadRequest(f"{field} must be an upload id from POST /api/open/v1/uploads")
+    return value
+
+
+def _url(value: Any, field: str, policy: AddressPolicy) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{field} must be a string")
+    if len(value) > MAX_URL_LENGTH:
+        raise BadRequest(f"{field} is longer than {MAX_URL_LENGTH} characters")
+    try:
+        policy.check_url(value)
+    except BlockedAddress as exc:
+        raise BadRequest(f"{field}: {exc}") from None
+    except ValueError:
+        raise BadRequest(f"{field} must be an http or https URL") from None
+    return value
+
+
+def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
+    _reject_unknown(body, CREATE_FIELDS, "")
+    order_type = _order_type(body)
+    priority = _priority(body)
+    callback_url = body.get("callbackUrl")
+    if callback_url is not None:
+        callback_url = _url(
+            callback_url.strip() if isinstance(callback_url, str) else callback_url, "callbackUrl", policy
+        )
     stuff = body.get("stuff")
     if stuff is None:
         raise BadRequest("pathKey is required")
     if not isinstance(stuff, dict):
         raise BadRequest("stuff must be an object")
     options = OPTIONS[order_type]
-    _reject_unknown(stuff, frozenset({"pathKey", *options}), "stuff.")
+    _reject_unknown(stuff, frozenset({"pathKey", "uploadId", *options}), "stuff.")
     for name, check in options.items():
         if name in stuff:
             check(name, stuff[name])
+    request = partial(OrderRequest, order_type, priority=priority, callback_url=callback_url)
     path_key = stuff.get("pathKey")
+    if "uploadId" in stuff:
+        if path_key is not None:
+            raise BadRequest("stuff takes pathKey or uploadId, not both")
+        return request({**stuff, "uploadId": _upload_id(stuff["uploadId"], "stuff.uploadId")})
     if path_key is None or path_key == "":
         raise BadRequest("pathKey is required")
     if not isinstance(path_key, str):
@@ -128,38 +192,55 @@ def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
         if link is None:
             raise BadRequest("stuff.pathKey must be an http or https URL, or a share text containing one")
         path_key = str(link)
-    try:
-        policy.check_url(path_key)
-    except BlockedAddress as exc:
-        raise BadRequest(f"stuff.pathKey: {exc}") from None
-    except ValueError:
-        raise BadRequest("stuff.pathKey must be an http or https URL") from None
-    return OrderRequest(order_type=order_type, stuff={**stuff, "pathKey": path_key})
+    return request({**stuff, "pathKey": _url(path_key, "stuff.pathKey", policy)})
 
 
-def created_view(order_no: str, order_type: str) -> dict[str, Any]:
+def parse_calculate(body: dict[str, Any]) -> PriceRequest:
+    _reject_unknown(body, CALCULATE_FIELDS, "")
+    order_type = _order_type(body)
+    priority = _priority(body)
+    duration = body.get("durationSeconds")
+    upload_id = body.get("uploadId")
+    if (duration is None) == (upload_id is None):
+        raise BadRequest("give durationSeconds or uploadId (one of them)")
+    if upload_id is not None:
+        return PriceRequest(order_type, priority, None, _upload_id(upload_id, "uploadId"))
+    if (
+        isinstance(duration, bool)
+        or not isinstance(duration, int | float)
+        or not 0 < duration <= MAX_DURATION_S
+    ):
+        raise BadRequest(f"durationSeconds must be a number of seconds above 0 and at most {MAX_DURATION_S}")
+    return PriceRequest(order_type, priority, float(duration), None)
+
+
+def created_view(order_no: str, order: OrderRequest) -> dict[str, Any]:
     return {
         "orderNo": order_no,
-        "orderType": order_type,
+        "orderType": order.order_type,
         "orderStatus": "pending",
         "payStatus": "waiting",
         "messageId": order_no,  # the queue's job id is the order number
+        "priority": order.priority,
     }
 
 
 def query_view(order: Order, balance: int, file_url: Callable[[str], str]) -> dict[str, Any]:
-    """The seed's fields plus payStatus and progress. Files are listed only once the order is paid."""
-    paid = order.status == "finish" and order.pay_status == "paid"
+    """The seed's fields plus payStatus, progress and priority. Files are listed only once the order is paid,
+    and only until they expire; an order whose results expired unpaid costs nothing."""
+    paid = order.status == "finish" and order.pay_status == "paid" and not order.expired
+    charged = order.status == "finish" and (order.pay_status == "paid" or not order.expired)
     return {
         "orderNo": order.order_no,
         "orderType": order.order_type,
         "status": order.status,
         "payStatus": order.pay_status,
         "progress": order.progress,
-        "cost": order.cost if order.status == "finish" else 0,
+        "cost": order.cost if charged else 0,
         "reason": order.reason,
         "stuffs": [{"name": r.name, "business": r.business, "url": file_url(r.name)} for r in order.results]
         if paid
         else [],
         "balance": balance,
+        "priority": order.priority,
     }

@@ -8,11 +8,15 @@
 The database, not the queue, is durable: an order row is committed before it is enqueued, and ``recover``
 re-enqueues every order still pending or processing when a process starts. Enqueueing twice is harmless:
 a job id already in Redis is left alone, the embedded queue skips one it holds, and jobs are idempotent.
+
+Priority ``lightning`` orders start before ``queue`` ones: first in the embedded queue's order, and in arq
+with a score an hour earlier than their enqueue time (arq takes jobs in score order).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Protocol
 
@@ -29,37 +33,44 @@ from yinzi.errors import ServiceUnavailable
 log = logging.getLogger(__name__)
 
 JOB_NAME = "process_order"
+LIGHTNING_HEAD_START_MS = 3600 * 1000
 
 
 class JobQueue(Protocol):
-    async def enqueue(self, order_no: str) -> None: ...
+    async def enqueue(self, order_no: str, priority: str = "queue") -> None: ...
 
     async def close(self) -> None: ...
 
 
-async def recover(queue: JobQueue, db: Database) -> int:
-    """Enqueues every order a stopped process may have left behind; returns how many."""
+async def recover(queue: JobQueue, db: Database, running_cap: int) -> int:
+    """Enqueues every order a stopped process may have left behind, after admitting waiting orders there is
+    now room for (a process may have died between ending an order and admitting the next); returns how many."""
+    for user_id in await db.users_with_waiting_orders():
+        await db.admit_waiting(user_id, running_cap)
     backlog = await db.unfinished_orders()
-    for order_no in backlog:
-        await queue.enqueue(order_no)
+    for order_no, priority in backlog:
+        await queue.enqueue(order_no, priority)
     return len(backlog)
 
 
 class EmbeddedQueue:
     def __init__(self, jobs: JobContext, concurrency: int) -> None:
         self._jobs = jobs
-        self._pending: asyncio.Queue[str] = asyncio.Queue()
+        # (rank, arrival, order_no): lightning (rank 0) first, then first come first served.
+        self._pending: asyncio.PriorityQueue[tuple[int, int, str]] = asyncio.PriorityQueue()
+        self._arrivals = itertools.count()
         self._queued: set[str] = set()
         self._workers = [asyncio.create_task(self._work(), name=f"yinzi-job-{i}") for i in range(concurrency)]
+        jobs.queue = self
 
-    async def enqueue(self, order_no: str) -> None:
+    async def enqueue(self, order_no: str, priority: str = "queue") -> None:
         if order_no not in self._queued:
             self._queued.add(order_no)
-            self._pending.put_nowait(order_no)
+            self._pending.put_nowait((0 if priority == "lightning" else 1, next(self._arrivals), order_no))
 
     async def _work(self) -> None:
         while True:
-            order_no = await self._pending.get()
+            _, _, order_no = await self._pending.get()
             self._queued.discard(order_no)
             try:
                 await process_order(self._jobs, order_no)
@@ -87,16 +98,17 @@ class ArqQueue:
             raise ServiceUnavailable(f"cannot reach Redis at {redis_url}: {exc}") from None
         return cls(redis, queue_name)
 
-    async def enqueue(self, order_no: str) -> None:
+    async def enqueue(self, order_no: str, priority: str = "queue") -> None:
         # The record arq's enqueue_job writes, in one round trip instead of its three (WATCH, EXISTS, MULTI):
         # both writes happen only if absent. A job that already ran and is enqueued again runs again and
         # does nothing, because process_order skips finished orders.
         now = timestamp_ms()
+        score = now - LIGHTNING_HEAD_START_MS if priority == "lightning" else now
         job = serialize_job(JOB_NAME, (order_no,), {}, None, now)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(job_key_prefix + order_no, job, px=expires_extra_ms, nx=True)
-                pipe.zadd(self._queue_name, {order_no: now}, nx=True)
+                pipe.zadd(self._queue_name, {order_no: score}, nx=True)
                 await pipe.execute()
         except (OSError, RedisError) as exc:
             log.error("enqueue of %s failed: %s", order_no, exc)

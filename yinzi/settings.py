@@ -62,6 +62,21 @@ class Settings:
     platforms: Mapping[str, PlatformOptions] = field(default_factory=dict)
     # Points per successful short-video/analyze call.
     analyze_price: int = 1
+    # priority "lightning" costs this many times the queue price and starts before queued orders.
+    lightning_multiplier: float = 2.0
+    # Requests per minute per API key (0: no limit); `yinzi keys create --rate-limit` overrides it per key.
+    rate_limit: int = 600
+    # Orders of one user running (or queued for a worker) at once; more wait, pending, in order. 0: no cap.
+    max_running_per_user: int = 0
+    # Result files are deleted this many seconds after the order finished.
+    result_retention: int = 24 * 3600
+    # Upload sessions not completed within this many seconds are deleted.
+    upload_ttl: int = 24 * 3600
+    # Seconds between two webhook attempts; one attempt more than there are delays.
+    webhook_retry_delays: tuple[float, ...] = (10.0, 60.0, 600.0, 3600.0)
+    webhook_timeout: float = 10.0
+    # How often background sweeps (webhooks due, expired results and uploads) look for work, seconds.
+    sweep_interval: float = 1.0
     # Base of signed result URLs, e.g. https://audio.example.com. None: taken from each request's Host.
     public_url: str | None = None
     # HMAC key for result URLs. None: generated once and kept in <data_dir>/secret.key.
@@ -110,9 +125,9 @@ class Settings:
     def engine_timeout(self, duration: float) -> float:
         return min(self.engine_timeout_base + self.engine_timeout_factor * duration, float(self.job_timeout))
 
-    def min_charge(self, order_type: str) -> int:
-        """The least an order of this type can cost: one started minute."""
-        return self.prices[order_type]
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
 
     def platform(self, name: str) -> PlatformOptions:
         return self.platforms.get(name) or PlatformOptions()
@@ -187,6 +202,11 @@ class Settings:
             host_map=pairs("HOST_MAP"),
             platforms=platforms,
             analyze_price=integer("ANALYZE_PRICE", cls.analyze_price),
+            lightning_multiplier=number("LIGHTNING_MULTIPLIER", cls.lightning_multiplier),
+            rate_limit=integer("RATE_LIMIT", cls.rate_limit),
+            max_running_per_user=integer("MAX_RUNNING_PER_USER", cls.max_running_per_user),
+            result_retention=integer("RESULT_RETENTION", cls.result_retention),
+            upload_ttl=integer("UPLOAD_TTL", cls.upload_ttl),
             public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
             secret_key=secret.encode() if secret else None,
             prices=prices,

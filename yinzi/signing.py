@@ -1,7 +1,11 @@
-"""Signed, expiring URLs for result files: ``/files/{orderNo}/{name}?expires=<unix>&sig=<hex>``.
+"""Every HMAC made with the service's secret key (``<data_dir>/secret.key`` or ``YINZI_SECRET_KEY``).
 
-The signature is HMAC-SHA256 over ``"{orderNo}/{name}:{expires}"`` with the service's secret key, so a URL
-cannot be altered to reach another file or to live longer, and nothing about it needs storing.
+- Result URLs: ``/files/{orderNo}/{name}?expires=<unix>&sig=<hex>``, HMAC-SHA256 over
+  ``"{orderNo}/{name}:{expires}"``, so a URL cannot be altered to reach another file or to live longer, and
+  nothing about it needs storing.
+- Signed-request key pairs: the secret of a public key is derived from it with the service key, so the
+  database holds no secret (a stolen copy of it signs nothing); requests carry ``X-Signature`` = hex
+  HMAC-SHA256 over ``public_key + "\n" + timestamp`` under that secret.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from urllib.parse import quote
 from yinzi.errors import Forbidden
 
 SECRET_FILE = "secret.key"
+PAIR_SECRET_PREFIX = "yzsk_"
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:
@@ -38,22 +43,41 @@ def load_or_create_secret(data_dir: Path) -> bytes:
     return secret
 
 
-class UrlSigner:
+class Signer:
     def __init__(self, secret: bytes, ttl: int) -> None:
         self._secret = secret
-        self.ttl = ttl
+        self.ttl = ttl  # of result URLs
 
-    def _sign(self, order_no: str, name: str, expires: int) -> str:
-        message = f"{order_no}/{name}:{expires}".encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+    def _sign(self, subject: str, expires: int) -> str:
+        return hmac.new(self._secret, f"{subject}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def _check(self, subject: str, expires: str, sig: str, fresh: str) -> None:
+        if not expires.isdigit() or not hmac.compare_digest(self._sign(subject, int(expires)), sig):
+            raise Forbidden(f"invalid signature: {fresh}")
+        if int(expires) < time.time():
+            raise Forbidden(f"URL expired: {fresh}")
 
     def path(self, order_no: str, name: str, now: float | None = None) -> str:
         expires = int((time.time() if now is None else now) + self.ttl)
-        sig = self._sign(order_no, name, expires)
+        sig = self._sign(f"{order_no}/{name}", expires)
         return f"/files/{quote(order_no)}/{quote(name)}?expires={expires}&sig={sig}"
 
     def verify(self, order_no: str, name: str, expires: str, sig: str) -> None:
-        if not expires.isdigit() or not hmac.compare_digest(self._sign(order_no, name, int(expires)), sig):
-            raise Forbidden("invalid signature: request a fresh URL with order/query")
-        if int(expires) < time.time():
-            raise Forbidden("URL expired: request a fresh URL with order/query")
+        self._check(f"{order_no}/{name}", expires, sig, "request a fresh URL with order/query")
+
+    # Order numbers are 18 characters, so "upload/<id>" never names a result file.
+    def upload_path(self, upload_id: str, expires: float) -> str:
+        sig = self._sign(f"upload/{upload_id}", int(expires))
+        return f"/uploads/{quote(upload_id)}?expires={int(expires)}&sig={sig}"
+
+    def verify_upload(self, upload_id: str, expires: str, sig: str) -> None:
+        self._check(f"upload/{upload_id}", expires, sig, "the uploadUrl from POST /api/open/v1/uploads")
+
+    def pair_secret(self, public_key: str) -> str:
+        """The secret half of a signed-request key pair."""
+        digest = hmac.new(self._secret, f"key-pair:{public_key}".encode(), hashlib.sha256).hexdigest()
+        return PAIR_SECRET_PREFIX + digest
+
+    def request_signature(self, public_key: str, timestamp: str) -> str:
+        secret = self.pair_secret(public_key).encode()
+        return hmac.new(secret, f"{public_key}\n{timestamp}".encode(), hashlib.sha256).hexdigest()

@@ -94,8 +94,12 @@ class PlatformClient:
 
     async def get(self, url: str | URL, referer: str | None = None) -> Page:
         try:
-            async with self.fetcher.get(
-                url, max_redirects=MAX_REDIRECTS, headers=self.headers(referer), proxy=self.options.proxy
+            async with self.fetcher.request(
+                "GET",
+                url,
+                max_redirects=MAX_REDIRECTS,
+                headers=self.headers(referer),
+                proxy=self.options.proxy,
             ) as (final, resp):
                 body = bytearray()
                 async for chunk in resp.content.iter_chunked(CHUNK_BYTES):

@@ -19,7 +19,7 @@ MAX_LINK_CHARS = 4096
 async def analyze(request: web.Request) -> web.Response:
     app = request.app
     db = app[DB]
-    user = await authenticate(db, request)
+    user = await authenticate(request)
     body = await read_json_object(request)
     unknown = sorted(set(body) - {"link"})
     if unknown:

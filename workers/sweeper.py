@@ -1,0 +1,139 @@
+"""Background duties of every process that runs jobs: deliver webhooks, delete expired results and uploads.
+
+Each sweep claims its work from the database with one conditional statement, so any number of processes
+can sweep side by side without doing anything twice.
+
+Webhooks: the statement that ends an order with a ``callbackUrl`` also queues its delivery (a trigger in
+db.py). A delivery is one POST of ``{"orderNo", "status", "cost", "reason"}``, signed with the user's webhook
+secret in ``X-Yinzi-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">``; anything but a 2xx
+answer within the timeout is retried after each of ``webhook_retry_delays`` and then given up, every attempt
+recorded. Each delivery runs in its own task, so a slow receiver holds up neither jobs nor other deliveries,
+and the address rules of ``pathKey`` apply (no redirects are followed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import shutil
+import time
+
+import aiohttp
+
+from yinzi.db import Database, WebhookDelivery
+from yinzi.fetch import BlockedAddress, Fetcher, FetchError
+from yinzi.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Yinzi-Signature"
+MAX_DELIVERIES_IN_FLIGHT = 16
+# Results, uploads and idempotency keys need no second-by-second precision.
+SLOW_SWEEP_EVERY = 30
+
+
+def webhook_signature(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+class Sweeper:
+    def __init__(self, settings: Settings, db: Database, fetcher: Fetcher) -> None:
+        self._settings = settings
+        self._db = db
+        self._fetcher = fetcher
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._task = asyncio.create_task(self._run(), name="yinzi-sweeper")
+
+    async def close(self) -> None:
+        tasks = [self._task, *self._in_flight]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self) -> None:
+        sweeps = 0
+        while True:
+            try:
+                await self._start_due_deliveries()
+                if sweeps % SLOW_SWEEP_EVERY == 0:
+                    await self.expire()
+            except Exception:  # a failed sweep is retried on the next one
+                log.exception("background sweep failed")
+            sweeps += 1
+            await asyncio.sleep(self._settings.sweep_interval)
+
+    async def expire(self) -> None:
+        settings, now = self._settings, time.time()
+        for order_no in await self._db.expire_results(now - settings.result_retention):
+            await asyncio.to_thread(shutil.rmtree, settings.results_dir / order_no, True)
+            log.info("results of %s expired", order_no)
+        for upload_id in await self._db.expire_uploads(now):
+            for path in (settings.uploads_dir / upload_id, settings.uploads_dir / f"{upload_id}.part"):
+                path.unlink(missing_ok=True)
+        await self._db.forget_idempotency_keys(now - 24 * 3600)
+
+    async def _start_due_deliveries(self) -> None:
+        lease = self._settings.webhook_timeout + 30
+        while len(self._in_flight) < MAX_DELIVERIES_IN_FLIGHT:
+            delivery = await self._db.claim_webhook(time.time(), lease)
+            if delivery is None:
+                return
+            task = asyncio.create_task(self._deliver(delivery), name=f"yinzi-webhook-{delivery.order_no}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _deliver(self, delivery: WebhookDelivery) -> None:
+        settings = self._settings
+        body = delivery.body.encode()
+        secret = await self._db.webhook_secret(delivery.user_id)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "yinzi-webhooks",
+            SIGNATURE_HEADER: webhook_signature(secret, int(time.time()), body),
+        }
+        status: int | None = None
+        error: str | None = None
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(settings.webhook_timeout):
+                async with self._fetcher.request(
+                    "POST", delivery.url, max_redirects=0, headers=headers, data=body
+                ) as (_, resp):
+                    status = resp.status
+                    await resp.read()
+        except TimeoutError:
+            error = f"no answer within {settings.webhook_timeout:g} s"
+        except (BlockedAddress, FetchError) as exc:
+            error = str(exc)
+        except aiohttp.ClientConnectorError as exc:
+            error = (
+                str(exc.__cause__) if isinstance(exc.__cause__, BlockedAddress) else f"cannot connect: {exc}"
+            )
+        except aiohttp.ClientError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        delivered = status is not None and 200 <= status < 300
+        if status is not None and not delivered:
+            error = f"HTTP {status}"
+        delays = settings.webhook_retry_delays
+        retry_at = None
+        if not delivered and delivery.attempts <= len(delays):
+            retry_at = time.time() + delays[delivery.attempts - 1]
+        await self._db.record_webhook_attempt(
+            delivery.id,
+            status=status,
+            error=error,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            delivered=delivered,
+            retry_at=retry_at,
+        )
+        if not delivered:
+            log.warning(
+                "webhook for %s, attempt %d: %s%s",
+                delivery.order_no,
+                delivery.attempts,
+                error,
+                "" if retry_at else "; giving up",
+            )
