@@ -129,6 +129,7 @@ def run_mode(
             "YINZI_PORT": str(port),
             "YINZI_PROCESSES": str(processes),
             "YINZI_FETCH_ALLOW": "127.0.0.1/32",
+            "YINZI_RATE_LIMIT": "0",  # wrk sends one key thousands of times a second
         }
         env.pop("YINZI_ENGINES", None)
         if mode == "arq":

@@ -24,6 +24,7 @@ import aiohttp
 
 from yinzi.db import Database, WebhookDelivery
 from yinzi.fetch import BlockedAddress, Fetcher, FetchError
+from yinzi.idempotency import TTL_S as IDEMPOTENCY_TTL_S
 from yinzi.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class Sweeper:
         for upload_id in await self._db.expire_uploads(now):
             for path in (settings.uploads_dir / upload_id, settings.uploads_dir / f"{upload_id}.part"):
                 path.unlink(missing_ok=True)
-        await self._db.forget_idempotency_keys(now - 24 * 3600)
+        await self._db.forget_idempotency_keys(now - IDEMPOTENCY_TTL_S)
 
     async def _start_due_deliveries(self) -> None:
         lease = self._settings.webhook_timeout + 30

@@ -94,7 +94,11 @@ async def _links(app: web.Application) -> AsyncIterator[None]:
 
 async def _rate_limits(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    limiter: RateLimiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
+    limiter: RateLimiter = (
+        RedisRateLimiter(settings.redis_url, settings.queue_name)
+        if settings.redis_url
+        else MemoryRateLimiter()
+    )
     app[LIMITER] = limiter
     yield
     await limiter.close()

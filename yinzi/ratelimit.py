@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 WINDOW_S = 60
-KEY_PREFIX = "yinzi:ratelimit:"
 
 
 @dataclass(frozen=True)
@@ -73,12 +72,14 @@ class MemoryRateLimiter:
 
 
 class RedisRateLimiter:
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, namespace: str) -> None:
+        # Namespaced like the queue, so deployments sharing a Redis keep separate counts.
+        self._prefix = f"{namespace}:ratelimit:"
         self._redis = Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
 
     async def hit(self, key_id: int, limit: int) -> Quota:
         window, reset = _window(time.time())
-        key = f"{KEY_PREFIX}{key_id}:{window}"
+        key = f"{self._prefix}{key_id}:{window}"
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.incr(key)
