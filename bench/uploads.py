@@ -14,7 +14,6 @@ import asyncio
 import os
 import re
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -74,7 +73,9 @@ async def run(total: int, data: Path) -> None:
     await db.close()
     port = free_port()
     env = {**os.environ, "YINZI_DATA_DIR": str(data), "YINZI_PORT": str(port)}
-    server = subprocess.Popen([sys.executable, "-m", "yinzi", "serve"], env=env, stderr=subprocess.DEVNULL)
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "yinzi", "serve", env=env, stderr=asyncio.subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         await asyncio.to_thread(wait_healthy, base)
@@ -117,7 +118,7 @@ async def run(total: int, data: Path) -> None:
         )
     finally:
         server.terminate()
-        server.wait()
+        await server.wait()
 
 
 def main() -> None:
