@@ -489,20 +489,20 @@ class Database:
         Returns None when refused, else whether the order is admitted to the job queue now: with a
         ``running_cap``, an order beyond the user's cap waits (pending, not admitted) for :meth:`admit_waiting`.
         """
+        # Without a cap the count is skipped altogether: it grows with the user's unfinished orders.
+        admitted, cap_params = (
+            (f"({_ADMITTED_COUNT}) < ?", (user_id, running_cap)) if running_cap else ("1", ())
+        )
         row = await self._write_returning(
             "INSERT INTO orders (order_no, user_id, order_type, stuff, priority, callback_url, admitted, created_at) "
-            "SELECT ?, id, ?, ?, ?, ?, "
-            f"  ? = 0 OR ({_ADMITTED_COUNT}) < ?, ? "
-            "FROM users WHERE id = ? AND balance >= ? RETURNING admitted",
+            f"SELECT ?, id, ?, ?, ?, ?, {admitted}, ? FROM users WHERE id = ? AND balance >= ? RETURNING admitted",
             (
                 order_no,
                 order_type,
                 json.dumps(stuff, ensure_ascii=False),
                 priority,
                 callback_url,
-                running_cap,
-                user_id,
-                running_cap,
+                *cap_params,
                 time.time(),
                 user_id,
                 min_balance,

@@ -8,6 +8,7 @@ affects the others. Used by ``short-video/analyze`` in the API and by jobs whose
 from __future__ import annotations
 
 import asyncio
+from pathlib import PurePosixPath
 
 import aiohttp
 from yarl import URL
@@ -27,6 +28,9 @@ __all__ = ["LinkAnalyzer", "LinkFailed", "UnsupportedLink", "VideoInfo", "is_sin
 
 DEDICATED: tuple[Resolver, ...] = (Douyin(), Kuaishou(), Xiaohongshu(), Weibo())
 FALLBACK = YtDlp()
+MEDIA_SUFFIXES = frozenset(
+    ".aac .aif .aiff .amr .avi .flac .flv .m4a .m4v .mkv .mov .mp3 .mp4 .mpeg .oga .ogg .opus .wav .webm .wma .wmv".split()
+)
 
 
 def link_in(text: str) -> URL | None:
@@ -55,7 +59,10 @@ class LinkAnalyzer:
         url = URL(path_key)
         resolver = _dedicated(url)
         if resolver is None:
-            if not await asyncio.to_thread(has_site_extractor, path_key):
+            # A file name with a media extension is the media itself: no need to ask yt-dlp's 1,800 patterns.
+            if PurePosixPath(url.path).suffix.lower() in MEDIA_SUFFIXES or not await asyncio.to_thread(
+                has_site_extractor, path_key
+            ):
                 return path_key, {}
             resolver = FALLBACK
         try:
