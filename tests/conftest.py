@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from arq.worker import Worker
 
 from tests.support.media import make_media, media_app
+from tests.support.models import DEMUCS_NAME, WHISPER_NAME, save_tiny_demucs, save_tiny_whisper
 from workers.arq_worker import worker_options
 from yinzi.accounts import create_key
 from yinzi.app import create_app
@@ -82,6 +83,27 @@ async def make_client(aiohttp_client: Callable[..., Any]) -> Callable[[Settings]
 @pytest.fixture
 async def client(make_client: Callable[[Settings], Any], settings: Settings) -> TestClient:
     client: TestClient = await make_client(settings)
+    return client
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("models")
+    save_tiny_demucs(folder)
+    save_tiny_whisper(folder)
+    return folder
+
+
+@pytest.fixture
+def engine_settings(settings: Settings, model_dir: Path) -> Settings:
+    return settings.replace(
+        engines={}, model_dir=model_dir, demucs_model=DEMUCS_NAME, whisper_model=WHISPER_NAME
+    )
+
+
+@pytest.fixture
+async def engine_client(make_client: Callable[[Settings], Any], engine_settings: Settings) -> TestClient:
+    client: TestClient = await make_client(engine_settings)
     return client
 
 

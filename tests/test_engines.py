@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Account, add_account, create_order, wait_for_order
-from tests.support.models import DEMUCS_NAME, WHISPER_NAME, save_tiny_demucs, save_tiny_whisper
+from tests.support.models import DEMUCS_NAME, WHISPER_NAME
 from workers.engines import EngineTask, separation, transcription
 from workers.engines.separation import SeparationEngine
 from workers.engines.transcription import Timeline, TranscriptionEngine, in_script, to_srt
@@ -26,27 +26,6 @@ from yinzi.appkeys import DB, SETTINGS
 from yinzi.settings import Settings
 
 QUERY = "/api/open/v1/order/query"
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("models")
-    save_tiny_demucs(folder)
-    save_tiny_whisper(folder)
-    return folder
-
-
-@pytest.fixture
-def engine_settings(settings: Settings, model_dir: Path) -> Settings:
-    return settings.replace(
-        engines={}, model_dir=model_dir, demucs_model=DEMUCS_NAME, whisper_model=WHISPER_NAME
-    )
-
-
-@pytest.fixture
-async def engine_client(make_client: Callable[[Settings], Any], engine_settings: Settings) -> TestClient:
-    client: TestClient = await make_client(engine_settings)
-    return client
 
 
 def media_info(path: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from workers.engine_host import EnginePool
 from workers.engines import EngineTask
 from workers.probe import probe
 from workers.sweeper import Sweeper
-from yinzi.db import Database, Order
+from yinzi.db import Database, Order, ResultFile
 from yinzi.errors import OrderFailed, OrderTimedOut
 from yinzi.fetch import Fetcher, download
 from yinzi.links import LinkAnalyzer
@@ -82,33 +82,39 @@ async def _process(ctx: JobContext, order: Order) -> str:
         log.info("processing %s (attempt %d)", order.order_type, order.attempts)
         work = ctx.settings.work_dir / order_no
         await asyncio.to_thread(_fresh_dir, work)
+        ended: OrderFailed | None = None
         try:
             async with asyncio.timeout(ctx.settings.job_timeout):
-                await _run(ctx, order, work)
-            log.info("finished")
-            return "finish"
+                done = await _run(ctx, order, work)
         except TimeoutError:
-            reason = f"the order took longer than the limit of {ctx.settings.job_timeout} s"
-            await ctx.db.end_order(order_no, OrderTimedOut.status, reason)
-            log.warning("timeout: %s", reason)
-            return OrderTimedOut.status
+            ended = OrderTimedOut(f"the order took longer than the limit of {ctx.settings.job_timeout} s")
         except OrderFailed as exc:
-            await ctx.db.end_order(order_no, exc.status, exc.reason)
-            log.warning("%s: %s", exc.status, exc.reason)
-            return exc.status
+            ended = exc
         except Exception:
             log.exception("unexpected error")
-            await ctx.db.end_order(order_no, "failed", "internal error while processing; please try again")
-            return "failed"
+            ended = OrderFailed("internal error while processing; please try again")
         finally:
+            # Gone before the order is marked done: a terminal order never leaves work files behind.
             await asyncio.to_thread(shutil.rmtree, work, True)
+        if ended is not None:
+            await ctx.db.end_order(order_no, ended.status, ended.reason)
+            log.warning("%s: %s", ended.status, ended.reason)
+            return ended.status
+        await ctx.db.finish_order(order_no, *done)
+        log.info("finished")
+        return "finish"
 
 
-async def _run(ctx: JobContext, order: Order, work: Path) -> None:
+async def _run(ctx: JobContext, order: Order, work: Path) -> tuple[int, float, list[ResultFile]]:
+    """Does the work; returns the finished order's cost, duration and result files."""
     settings = ctx.settings
     ctx.engines.check_installed(order.order_type)  # before spending a download on it
     source = await _fetch_input(ctx, order, work / INPUT_NAME)
     media = await probe(source, settings.ffprobe)
+    if media.duration > settings.max_duration:
+        raise OrderFailed(
+            f"the media is {_clock(media.duration)} long; the longest this service takes is {_clock(settings.max_duration)}"
+        )
     await ctx.db.set_progress(order.order_no, FETCHED_PROGRESS)
 
     async def on_progress(fraction: float) -> None:
@@ -138,8 +144,7 @@ async def _run(ctx: JobContext, order: Order, work: Path) -> None:
     if not results or missing:
         raise OrderFailed(f"engine produced no output ({', '.join(missing) or 'empty result'})")
     await asyncio.to_thread(_publish, out_dir, settings.results_dir / order.order_no)
-    cost = order_cost(settings, order.order_type, media.duration, order.priority)
-    await ctx.db.finish_order(order.order_no, cost, media.duration, results)
+    return order_cost(settings, order.order_type, media.duration, order.priority), media.duration, results
 
 
 async def _fetch_input(ctx: JobContext, order: Order, dest: Path) -> Path:
@@ -161,6 +166,11 @@ async def _fetch_input(ctx: JobContext, order: Order, dest: Path) -> Path:
         total_timeout=settings.fetch_total_timeout,
         headers=headers,
     )
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def _fresh_dir(path: Path) -> None:

@@ -27,8 +27,7 @@ UPLOAD_ID = re.compile(r"up_[A-Za-z0-9_-]{16,64}")
 
 CREATE_FIELDS = frozenset({"orderType", "stuff", "priority", "callbackUrl"})
 CALCULATE_FIELDS = frozenset({"orderType", "durationSeconds", "uploadId", "priority"})
-# The longest media an order may quote or process: ten hours.
-MAX_DURATION_S = 10 * 3600
+
 
 OUTPUT_FORMATS = ("mp3", "wav", "flac")
 CHINESE_SCRIPTS = ("simplified", "traditional")
@@ -195,7 +194,7 @@ def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
     return request({**stuff, "pathKey": _url(path_key, "stuff.pathKey", policy)})
 
 
-def parse_calculate(body: dict[str, Any]) -> PriceRequest:
+def parse_calculate(body: dict[str, Any], max_duration: int) -> PriceRequest:
     _reject_unknown(body, CALCULATE_FIELDS, "")
     order_type = _order_type(body)
     priority = _priority(body)
@@ -208,9 +207,9 @@ def parse_calculate(body: dict[str, Any]) -> PriceRequest:
     if (
         isinstance(duration, bool)
         or not isinstance(duration, int | float)
-        or not 0 < duration <= MAX_DURATION_S
+        or not 0 < duration <= max_duration
     ):
-        raise BadRequest(f"durationSeconds must be a number of seconds above 0 and at most {MAX_DURATION_S}")
+        raise BadRequest(f"durationSeconds must be a number of seconds above 0 and at most {max_duration}")
     return PriceRequest(order_type, priority, float(duration), None)
 
 

@@ -85,6 +85,8 @@ class Settings:
     # Embedded queue: orders processed at once by the API process.
     worker_concurrency: int = 2
     max_download_bytes: int = 2 * GIB
+    # The longest media an order may process (and order/calculate quote), seconds.
+    max_duration: int = 10 * 3600
     max_redirects: int = 5
     fetch_connect_timeout: float = 10.0
     fetch_read_timeout: float = 60.0
@@ -212,6 +214,7 @@ class Settings:
             prices=prices,
             worker_concurrency=integer("WORKER_CONCURRENCY", cls.worker_concurrency),
             max_download_bytes=integer("MAX_DOWNLOAD_BYTES", cls.max_download_bytes),
+            max_duration=integer("MAX_DURATION", cls.max_duration),
             job_timeout=integer("JOB_TIMEOUT", cls.job_timeout),
             engine_concurrency=integer("ENGINE_CONCURRENCY", cls.engine_concurrency),
             engine_timeout_base=integer("ENGINE_TIMEOUT_BASE", int(cls.engine_timeout_base)),

@@ -70,6 +70,35 @@ def make_media(folder: Path) -> Path:
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=800:duration=4", "-b:a", "64k", str(folder / "whole.mp3"))
     whole = (folder / "whole.mp3").read_bytes()
     (folder / "truncated.mp3").write_bytes(whole[: len(whole) // 2])
+    # Edge cases that are still audio: a tenth of a second, telephone quality, 96 kHz 5.1.
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=900:duration=0.1", str(folder / "blip.wav"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=300:duration=2",
+        "-ar",
+        "8000",
+        "-ac",
+        "1",
+        str(folder / "phone.wav"),
+    )
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=2",
+        "-ar",
+        "96000",
+        "-ac",
+        "6",
+        str(folder / "surround.flac"),
+    )
+    # Cut short: a FLAC loses its tail; an MP4 loses its index (moov), which comes last.
+    flac = (folder / "stereo48k.flac").read_bytes()
+    (folder / "truncated.flac").write_bytes(flac[: len(flac) // 2])
+    clip = (folder / "clip.mp4").read_bytes()
+    (folder / "truncated.mp4").write_bytes(clip[: len(clip) // 2])
     (folder / "notes.mp3").write_text("these are not audio bytes\n" * 50)
     (folder / "empty.mp3").write_bytes(b"")
     return folder
@@ -97,8 +126,17 @@ def media_app(folder: Path) -> web.Application:
         body = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
         return web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "audio/wav"})
 
+    async def forever(request: web.Request) -> web.StreamResponse:
+        # A stream with no end and no length: only the size cap or the time limit stops it.
+        response = web.StreamResponse(headers={"Content-Type": "audio/mpeg"})
+        await response.prepare(request)
+        chunk = b"\xff" * 65536
+        while True:
+            await response.write(chunk)
+
     app = web.Application()
     app.router.add_static("/m", folder)
+    app.router.add_get("/forever", forever)
     app.router.add_get("/redirect", redirect)
     app.router.add_get("/chain/{n}", chain)
     app.router.add_get("/hang", hang)

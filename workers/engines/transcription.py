@@ -9,6 +9,7 @@ of the media. Chinese comes out in Simplified characters unless ``stuff.chinese`
 from __future__ import annotations
 
 import json
+import logging
 import math
 from itertools import count
 from pathlib import Path
@@ -22,6 +23,8 @@ from yinzi.db import ResultFile
 BLOCK_SECONDS = 300
 PROMPT_TAIL_CHARS = 200
 SAMPLE_RATE = 16_000  # whisper.audio.SAMPLE_RATE, what every Whisper model hears
+
+log = logging.getLogger(__name__)
 
 
 def srt_time(seconds: float) -> str:
@@ -61,6 +64,25 @@ def in_script(text: str, language: str | None, script: str) -> str:
     return str(zhconv.convert(text, script))
 
 
+def _transcribe(model: Any, audio: Any, language: str | None, prompt: str | None) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "language": language,
+        "initial_prompt": prompt,
+        "word_timestamps": True,
+        "fp16": False,
+        "verbose": None,
+    }
+    try:
+        return dict(model.transcribe(audio, **options))
+    except ValueError as exc:
+        # Whisper's temperature fallback samples from the logits; when they come out NaN (seen on near-silent
+        # or very short audio) torch refuses to sample. Greedy decoding alone takes no sample.
+        if "Expected parameter logits" not in str(exc):
+            raise
+        log.warning("sampling failed on NaN logits; decoding this block greedily instead")
+        return dict(model.transcribe(audio, temperature=0.0, **options))
+
+
 class TranscriptionEngine:
     def __init__(self, model_dir: Path) -> None:
         self._model_dir = model_dir
@@ -93,14 +115,7 @@ class TranscriptionEngine:
                 offset = block * BLOCK_SECONDS
                 so_far = " ".join(s["text"] for s in segments)[-PROMPT_TAIL_CHARS:]
                 prompt = " ".join(p for p in (task.options.get("prompt"), so_far) if p) or None
-                result = model.transcribe(
-                    audio,
-                    language=language,
-                    initial_prompt=prompt,
-                    word_timestamps=True,
-                    fp16=False,
-                    verbose=None,
-                )
+                result = _transcribe(model, audio, language, prompt)
                 language = language or result["language"]
                 for seg in result["segments"]:
                     if not seg["text"].strip():

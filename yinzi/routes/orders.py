@@ -82,7 +82,7 @@ async def calculate(request: web.Request) -> web.Response:
     app = request.app
     db = app[DB]
     user = await authenticate(request)
-    quote = parse_calculate(await read_json_object(request))
+    quote = parse_calculate(await read_json_object(request), app[SETTINGS].max_duration)
     duration = quote.duration
     if duration is None:
         assert quote.upload_id is not None
