@@ -8,11 +8,14 @@ timeout plus a few seconds: ``YINZI_JOB_TIMEOUT`` trades the longest order again
 
 from __future__ import annotations
 
+import logging
+import time
 from contextlib import AsyncExitStack
 from typing import Any
 
 from arq.connections import RedisSettings
 from arq.worker import func, run_worker
+from redis.exceptions import RedisError
 
 from workers.jobs import JobContext, process_order
 from yinzi.db import Database
@@ -23,6 +26,10 @@ from yinzi.settings import Settings
 # process_order ends an order itself when it passes job_timeout; arq's own limit is only a backstop.
 ARQ_TIMEOUT_MARGIN_S = 5
 MAX_TRIES = 5
+# Seconds between attempts to start again after losing Redis.
+RECONNECT_DELAYS = (1, 2, 5, 10, 30)
+
+log = logging.getLogger(__name__)
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
@@ -68,9 +75,21 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
 
 def run(settings: Settings) -> None:
+    """Runs the worker until it is stopped; when Redis goes away it starts again once Redis is back, so an
+    outage needs no supervisor to restart anything."""
     options = worker_options(settings)
     setup_logging()
-    run_worker(options)
+    failures = 0
+    while True:
+        started = time.monotonic()
+        try:
+            run_worker(options)
+            return
+        except (OSError, RedisError) as exc:  # redis-py's ConnectionError is both
+            failures = 1 if time.monotonic() - started > RECONNECT_DELAYS[-1] else failures + 1
+            delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS)) - 1]
+            log.error("lost Redis (%s); starting again in %d s", exc, delay)
+            time.sleep(delay)
 
 
 def __getattr__(name: str) -> Any:

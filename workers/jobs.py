@@ -55,9 +55,10 @@ class JobContext:
         stack.push_async_callback(fetcher.close)
         engines = EnginePool(settings)
         stack.callback(engines.close)
-        sweeper = Sweeper(settings, db, fetcher)  # webhooks and expiry run wherever jobs run
+        jobs = cls(settings, db, fetcher, LinkAnalyzer(fetcher, settings), engines)
+        sweeper = Sweeper(jobs)  # webhooks, expiry and lost-job recovery run wherever jobs run
         stack.push_async_callback(sweeper.close)
-        return cls(settings, db, fetcher, LinkAnalyzer(fetcher, settings), engines)
+        return jobs
 
 
 async def process_order(ctx: JobContext, order_no: str) -> str:

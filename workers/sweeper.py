@@ -1,4 +1,5 @@
-"""Background duties of every process that runs jobs: deliver webhooks, delete expired results and uploads.
+"""Background duties of every process that runs jobs: deliver webhooks, delete expired results and uploads,
+and (arq mode) put back into Redis any unfinished order Redis has lost, say after a restart without its data.
 
 Each sweep claims its work from the database with one conditional statement, so any number of processes
 can sweep side by side without doing anything twice.
@@ -19,13 +20,17 @@ import hmac
 import logging
 import shutil
 import time
+from typing import TYPE_CHECKING
 
 import aiohttp
 
-from yinzi.db import Database, WebhookDelivery
-from yinzi.fetch import BlockedAddress, Fetcher, FetchError
+from yinzi.db import WebhookDelivery
+from yinzi.errors import ServiceUnavailable
+from yinzi.fetch import BlockedAddress, FetchError
 from yinzi.idempotency import TTL_S as IDEMPOTENCY_TTL_S
-from yinzi.settings import Settings
+
+if TYPE_CHECKING:
+    from workers.jobs import JobContext
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +46,11 @@ def webhook_signature(secret: str, timestamp: int, body: bytes) -> str:
 
 
 class Sweeper:
-    def __init__(self, settings: Settings, db: Database, fetcher: Fetcher) -> None:
-        self._settings = settings
-        self._db = db
-        self._fetcher = fetcher
+    def __init__(self, jobs: JobContext) -> None:
+        self._jobs = jobs
+        self._settings = jobs.settings
+        self._db = jobs.db
+        self._fetcher = jobs.fetcher
         self._in_flight: set[asyncio.Task[None]] = set()
         self._task = asyncio.create_task(self._run(), name="yinzi-sweeper")
 
@@ -56,15 +62,31 @@ class Sweeper:
 
     async def _run(self) -> None:
         sweeps = 0
+        last_requeue = time.monotonic()
         while True:
             try:
                 await self._start_due_deliveries()
                 if sweeps % SLOW_SWEEP_EVERY == 0:
                     await self.expire()
+                if time.monotonic() - last_requeue > self._settings.requeue_interval:
+                    last_requeue = time.monotonic()
+                    await self._requeue_lost()
+            except ServiceUnavailable as exc:  # Redis is down: said once per sweep, retried on the next
+                log.warning("background sweep: %s", exc.msg)
             except Exception:  # a failed sweep is retried on the next one
                 log.exception("background sweep failed")
             sweeps += 1
             await asyncio.sleep(self._settings.sweep_interval)
+
+    async def _requeue_lost(self) -> None:
+        """arq mode only: enqueueing is idempotent there (a job still in Redis is left alone), so putting every
+        unfinished order back restores exactly the ones Redis no longer has. The embedded queue loses nothing
+        while its process lives, and its process re-queues everything when it starts."""
+        from yinzi.queue import recover  # yinzi.queue imports the job code, which imports this module
+
+        queue = self._jobs.queue
+        if self._settings.redis_url and queue is not None:
+            await recover(queue, self._db, self._settings.max_running_per_user)
 
     async def expire(self) -> None:
         settings, now = self._settings, time.time()

@@ -27,7 +27,7 @@ from typing import Any
 
 import aiosqlite
 
-from yinzi.errors import InsufficientBalance
+from yinzi.errors import InsufficientBalance, ServiceUnavailable
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -321,14 +321,14 @@ class Database:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE takes SQLite's write lock up front, so two processes never both read-then-write."""
-        async with self._write_lock:
+        async with self._write_lock, _disk_full_is_503():
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
                 yield self._writer
-            except BaseException:
+                await self._writer.commit()
+            except BaseException:  # the commit too: a failed one (disk full) must not leave the transaction open
                 await self._writer.rollback()
                 raise
-            await self._writer.commit()
 
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         return list(await self._reader.execute_fetchall(sql, tuple(params)))
@@ -339,13 +339,13 @@ class Database:
 
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
         """One statement, committed on its own; returns how many rows it changed."""
-        async with self._write_lock:
+        async with self._write_lock, _disk_full_is_503():
             cursor = await self._writer.execute(sql, tuple(params))
             return cursor.rowcount
 
     async def _write_all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         """One statement with RETURNING, committed on its own; returns its rows."""
-        async with self._write_lock:
+        async with self._write_lock, _disk_full_is_503():
             return list(await self._writer.execute_fetchall(sql, tuple(params)))
 
     async def _write_returning(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
@@ -765,6 +765,19 @@ class Database:
                 return await _move_points(db, user_id, -cost, "analyze", str(cur.lastrowid), platform or "")
             rows = await db.execute_fetchall("SELECT balance FROM users WHERE id = ?", (user_id,))
             return int(next(iter(rows))["balance"])
+
+
+@asynccontextmanager
+async def _disk_full_is_503() -> AsyncIterator[None]:
+    """SQLite refuses a write it has no room for and keeps the database intact; callers get a clear 503."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "full" not in str(exc):
+            raise
+        raise ServiceUnavailable(
+            "the server's disk is full: nothing was changed; please retry later"
+        ) from None
 
 
 def new_webhook_secret() -> str:

@@ -254,4 +254,7 @@ async def _stream_to(resp: aiohttp.ClientResponse, dest: Path, max_bytes: int, t
             received += len(chunk)
             if received > max_bytes:
                 raise OrderFailed(too_large)
-            f.write(chunk)
+            try:
+                f.write(chunk)
+            except OSError as exc:
+                raise OrderFailed(f"the server could not store the download: {exc.strerror}") from None

@@ -77,6 +77,8 @@ class Settings:
     webhook_timeout: float = 10.0
     # How often background sweeps (webhooks due, expired results and uploads) look for work, seconds.
     sweep_interval: float = 1.0
+    # arq mode: how often unfinished orders are put back into Redis in case it lost them, seconds.
+    requeue_interval: float = 60.0
     # Base of signed result URLs, e.g. https://audio.example.com. None: taken from each request's Host.
     public_url: str | None = None
     # HMAC key for result URLs. None: generated once and kept in <data_dir>/secret.key.
@@ -209,6 +211,7 @@ class Settings:
             max_running_per_user=integer("MAX_RUNNING_PER_USER", cls.max_running_per_user),
             result_retention=integer("RESULT_RETENTION", cls.result_retention),
             upload_ttl=integer("UPLOAD_TTL", cls.upload_ttl),
+            requeue_interval=number("REQUEUE_INTERVAL", cls.requeue_interval),
             public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
             secret_key=secret.encode() if secret else None,
             prices=prices,

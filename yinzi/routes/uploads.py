@@ -35,6 +35,7 @@ from yinzi.errors import (
     NotFound,
     OrderFailed,
     PayloadTooLarge,
+    ServiceUnavailable,
     Unprocessable,
     UnsupportedMediaType,
 )
@@ -194,7 +195,10 @@ async def _receive(request: web.Request, f: BinaryIO, start: int, end: int) -> N
         async for chunk in request.content.iter_chunked(CHUNK_BYTES):
             if written + len(chunk) > allowed:
                 raise PayloadTooLarge(f"more bytes than the range or sizeBytes allows ({allowed})")
-            await asyncio.to_thread(f.write, chunk)
+            try:
+                await asyncio.to_thread(f.write, chunk)
+            except OSError as exc:
+                raise ServiceUnavailable(f"the server could not store the upload: {exc.strerror}") from None
             written += len(chunk)
     finally:
         f.flush()  # whatever arrived before a broken connection counts: the client resumes after it
