@@ -171,7 +171,7 @@ async def test_weibo_short_link_video_and_pictures(links_client: TestClient, acc
             "weibo: the post was removed or is private (该微博已被删除)",
         ),
         ("no link in this text", 400, "unsupported link: no http(s) link found in the text"),
-        ("http://10.1.2.3/watch/1", 400, "ytdlp: refused to fetch 10.1.2.3 is not a public address"),
+        ("http://10.1.2.3/watch/1", 400, "ytdlp: refused to fetch: 10.1.2.3 is not a public address"),
     ],
 )
 async def test_failures_name_platform_and_cause_and_cost_nothing(

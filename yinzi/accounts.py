@@ -106,11 +106,11 @@ async def _signed_caller(request: web.Request, db: Database, signer: Signer) -> 
     signature = request.headers.get("X-Signature", "").strip().lower()
     if not timestamp or not signature:
         raise Unauthorized("X-Timestamp and X-Signature are required with X-Public-Key")
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit()):
         raise Unauthorized("X-Timestamp must be Unix time in seconds")
     if abs(time.time() - int(timestamp)) > SIGNATURE_WINDOW_S:
         raise Unauthorized("X-Timestamp is more than 5 minutes away from the server's clock")
-    if not hmac.compare_digest(signer.request_signature(public, timestamp), signature):
+    if not hmac.compare_digest(signer.request_signature(public, timestamp).encode(), signature.encode()):
         raise Unauthorized("Invalid signature")
     caller = await db.caller_for_key(hash_key(public), signed=True)
     if caller is None:

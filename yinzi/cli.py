@@ -246,7 +246,13 @@ async def _keys_create(db: Database, settings: Settings, args: argparse.Namespac
 
 
 async def _keys_limit(db: Database, settings: Settings, args: argparse.Namespace) -> None:
-    limit = None if args.limit == "default" else int(args.limit) if args.limit.isdigit() else -1
+    limit = (
+        None
+        if args.limit == "default"
+        else int(args.limit)
+        if args.limit.isascii() and args.limit.isdigit()
+        else -1
+    )
     if limit is not None and limit < 0:
         raise CommandError("the limit is a number of requests per minute, 0 for none, or default")
     if await db.set_rate_limit(args.prefix, limit) == 0:

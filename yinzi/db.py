@@ -326,7 +326,9 @@ class Database:
             try:
                 yield self._writer
                 await self._writer.commit()
-            except BaseException:  # the commit too: a failed one (disk full) must not leave the transaction open
+            except (
+                BaseException
+            ):  # the commit too: a failed one (disk full) must not leave the transaction open
                 await self._writer.rollback()
                 raise
 

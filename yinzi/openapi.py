@@ -57,7 +57,7 @@ def openapi_document() -> dict[str, Any]:
         "enum": list(PRIORITIES),
         "description": "lightning costs more (YINZI_LIGHTNING_MULTIPLIER) and starts before queued orders",
     }
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
             "title": "yinzi open-platform API",
@@ -514,3 +514,20 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+    _add_shared_errors(document["paths"])
+    return document
+
+
+def _add_shared_errors(paths: dict[str, Any]) -> None:
+    """Answers any operation can give, listed on each so that clients (and the fuzz tests) see all of them."""
+    for item in paths.values():
+        for operation in item.values():
+            responses = operation["responses"]
+            if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                responses.setdefault("400", _error("malformed JSON or an invalid field"))
+                responses.setdefault("413", _error("request body too large"))
+                responses.setdefault("415", _error("Content-Type is not application/json"))
+            responses.setdefault("500", _error("internal error (the message has the request id)"))
+            responses.setdefault(
+                "503", _error("a dependency is down or the disk is full; nothing was changed")
+            )

@@ -169,7 +169,7 @@ class Settings:
 
         prices = dict(DEFAULT_PRICES)
         for order_type, points in pairs("PRICES").items():
-            if order_type not in ORDER_TYPES or not points.isdigit():
+            if order_type not in ORDER_TYPES or not (points.isascii() and points.isdigit()):
                 raise SettingsError(f"YINZI_PRICES: {order_type}={points} is not <orderType>=<points>")
             prices[order_type] = int(points)
 

@@ -52,7 +52,10 @@ class Signer:
         return hmac.new(self._secret, f"{subject}:{expires}".encode(), hashlib.sha256).hexdigest()
 
     def _check(self, subject: str, expires: str, sig: str, fresh: str) -> None:
-        if not expires.isdigit() or not hmac.compare_digest(self._sign(subject, int(expires)), sig):
+        # Bytes, not str: compare_digest refuses non-ASCII text, and a URL may carry anything.
+        if not (expires.isascii() and expires.isdigit()) or not hmac.compare_digest(
+            self._sign(subject, int(expires)).encode(), sig.encode()
+        ):
             raise Forbidden(f"invalid signature: {fresh}")
         if int(expires) < time.time():
             raise Forbidden(f"URL expired: {fresh}")

@@ -83,10 +83,10 @@ class LinkAnalyzer:
         except TimeoutError:
             raise LinkFailed(resolver.name, f"timed out after {options.timeout:g} s", status=504) from None
         except BlockedAddress as exc:
-            raise BadRequest(f"{resolver.name}: refused to fetch {exc}") from None
+            raise BadRequest(f"{resolver.name}: refused to fetch: {exc}") from None
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.__cause__, BlockedAddress):
-                raise BadRequest(f"{resolver.name}: refused to fetch {exc.__cause__}") from None
+                raise BadRequest(f"{resolver.name}: refused to fetch: {exc.__cause__}") from None
             raise LinkFailed(
                 resolver.name, f"could not connect to {exc.host}: {exc.strerror or exc}"
             ) from None

@@ -75,7 +75,9 @@ class Douyin:
 def _post_id(url: URL) -> tuple[str, str] | None:
     if (match := POST_PATH.search(url.path)) is not None:
         return match.group(1), match.group(2)
-    if (modal := url.query.get("modal_id", "")).isdigit():  # www.douyin.com/discover?modal_id=<id>
+    if (
+        modal := url.query.get("modal_id", "")
+    ).isascii() and modal.isdigit():  # www.douyin.com/discover?modal_id=<id>
         return "video", modal
     return None
 
