@@ -212,6 +212,7 @@ class Settings:
             result_retention=integer("RESULT_RETENTION", cls.result_retention),
             upload_ttl=integer("UPLOAD_TTL", cls.upload_ttl),
             requeue_interval=number("REQUEUE_INTERVAL", cls.requeue_interval),
+            webhook_timeout=number("WEBHOOK_TIMEOUT", cls.webhook_timeout),
             public_url=(get("PUBLIC_URL") or "").rstrip("/") or None,
             secret_key=secret.encode() if secret else None,
             prices=prices,
