@@ -40,6 +40,14 @@ def webhook_settings(settings: Settings) -> Settings:
     return settings.replace(webhook_retry_delays=(0.1, 0.1, 0.1), webhook_timeout=0.5, sweep_interval=0.05)
 
 
+@pytest.fixture
+async def hooked(
+    make_client: Callable[[Settings], Any], webhook_settings: Settings
+) -> tuple[TestClient, Account]:
+    client: TestClient = await make_client(webhook_settings)
+    return client, await add_account(client.app[DB])
+
+
 async def start(aiohttp_server: Callable[..., Any], receiver: Receiver) -> str:
     app = web.Application()
     app.router.add_post("/hook", receiver.handle)
@@ -82,13 +90,9 @@ async def wait_history(
 
 
 async def test_finished_order_posts_one_signed_webhook(
-    make_client: Callable[[Settings], Any],
-    webhook_settings: Settings,
-    aiohttp_server: Callable[..., Any],
-    media_url: Callable[[str], str],
+    hooked: tuple[TestClient, Account], aiohttp_server: Callable[..., Any], media_url: Callable[[str], str]
 ) -> None:
-    client = await make_client(webhook_settings)
-    account = await add_account(client.app[DB])
+    client, account = hooked
     receiver = Receiver([200])
     order_no = await order_with_callback(
         client, account, media_url("/m/tone.wav"), await start(aiohttp_server, receiver)
@@ -113,13 +117,9 @@ async def test_finished_order_posts_one_signed_webhook(
 
 
 async def test_failures_are_retried_with_every_attempt_recorded(
-    make_client: Callable[[Settings], Any],
-    webhook_settings: Settings,
-    aiohttp_server: Callable[..., Any],
-    media_url: Callable[[str], str],
+    hooked: tuple[TestClient, Account], aiohttp_server: Callable[..., Any], media_url: Callable[[str], str]
 ) -> None:
-    client = await make_client(webhook_settings)
-    account = await add_account(client.app[DB])
+    client, account = hooked
     receiver = Receiver([500, 503, 200])
     order_no = await order_with_callback(
         client, account, media_url("/m/notes.mp3"), await start(aiohttp_server, receiver)
@@ -131,13 +131,9 @@ async def test_failures_are_retried_with_every_attempt_recorded(
 
 
 async def test_a_hanging_receiver_is_given_up_and_blocks_nothing(
-    make_client: Callable[[Settings], Any],
-    webhook_settings: Settings,
-    aiohttp_server: Callable[..., Any],
-    media_url: Callable[[str], str],
+    hooked: tuple[TestClient, Account], aiohttp_server: Callable[..., Any], media_url: Callable[[str], str]
 ) -> None:
-    client = await make_client(webhook_settings)
-    account = await add_account(client.app[DB])
+    client, account = hooked
     hanging = await start(aiohttp_server, Receiver(["hang"]))
     fine = Receiver([200])
     slow_order = await order_with_callback(client, account, media_url("/m/tone.wav"), hanging)

@@ -38,3 +38,10 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, not {type(body).__name__}")
     return body
+
+
+def reject_unknown(fields: dict[str, Any], known: frozenset[str], where: str = "") -> None:
+    """400 naming the first field the endpoint does not take, so a typo is not silently ignored."""
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise BadRequest(f"unknown field: {where}{unknown[0]} (allowed: {', '.join(sorted(known))})")

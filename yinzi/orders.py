@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 from yinzi.db import Order
+from yinzi.envelope import reject_unknown
 from yinzi.errors import BadRequest
 from yinzi.fetch import AddressPolicy, BlockedAddress
 from yinzi.links import is_single_url, link_in
@@ -110,12 +111,6 @@ def new_order_no() -> str:
     return "".join(digits)
 
 
-def _reject_unknown(fields: dict[str, Any], known: frozenset[str], where: str) -> None:
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise BadRequest(f"unknown field: {where}{unknown[0]} (allowed: {', '.join(sorted(known))})")
-
-
 def _order_type(body: dict[str, Any]) -> str:
     order_type = body.get("orderType")
     if order_type is None:
@@ -155,7 +150,7 @@ def _url(value: Any, field: str, policy: AddressPolicy) -> str:
 
 
 def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
-    _reject_unknown(body, CREATE_FIELDS, "")
+    reject_unknown(body, CREATE_FIELDS, "")
     order_type = _order_type(body)
     priority = _priority(body)
     callback_url = body.get("callbackUrl")
@@ -169,7 +164,7 @@ def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
     if not isinstance(stuff, dict):
         raise BadRequest("stuff must be an object")
     options = OPTIONS[order_type]
-    _reject_unknown(stuff, frozenset({"pathKey", "uploadId", *options}), "stuff.")
+    reject_unknown(stuff, frozenset({"pathKey", "uploadId", *options}), "stuff.")
     for name, check in options.items():
         if name in stuff:
             check(name, stuff[name])
@@ -195,7 +190,7 @@ def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
 
 
 def parse_calculate(body: dict[str, Any], max_duration: int) -> PriceRequest:
-    _reject_unknown(body, CALCULATE_FIELDS, "")
+    reject_unknown(body, CALCULATE_FIELDS, "")
     order_type = _order_type(body)
     priority = _priority(body)
     duration = body.get("durationSeconds")

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from yinzi.accounts import authenticate
 from yinzi.appkeys import DB, LINKS, SETTINGS
-from yinzi.envelope import ok, read_json_object
+from yinzi.envelope import ok, read_json_object, reject_unknown
 from yinzi.errors import BadRequest, InsufficientBalance, YinziError
 from yinzi.links import LinkFailed
 
@@ -21,9 +21,7 @@ async def analyze(request: web.Request) -> web.Response:
     db = app[DB]
     user = await authenticate(request)
     body = await read_json_object(request)
-    unknown = sorted(set(body) - {"link"})
-    if unknown:
-        raise BadRequest(f"unknown field: {unknown[0]} (allowed: link)")
+    reject_unknown(body, frozenset({"link"}))
     link = body.get("link")
     if link is None or link == "":
         raise BadRequest("link is required")

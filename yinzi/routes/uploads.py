@@ -28,7 +28,7 @@ from workers.probe import probe
 from yinzi.accounts import authenticate
 from yinzi.appkeys import DB, SETTINGS, SIGNER
 from yinzi.db import Database, Upload, User
-from yinzi.envelope import ok, read_json_object
+from yinzi.envelope import ok, read_json_object, reject_unknown
 from yinzi.errors import (
     BadRequest,
     Conflict,
@@ -57,9 +57,7 @@ async def create_upload(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     user = await authenticate(request)
     body = await read_json_object(request)
-    unknown = sorted(set(body) - FIELDS)
-    if unknown:
-        raise BadRequest(f"unknown field: {unknown[0]} (allowed: {', '.join(sorted(FIELDS))})")
+    reject_unknown(body, FIELDS)
     file_name, mime_type, size = body.get("fileName"), body.get("mimeType"), body.get("sizeBytes")
     if not isinstance(file_name, str) or not 0 < len(file_name) <= MAX_FILE_NAME:
         raise BadRequest(f"fileName must be a string of 1 to {MAX_FILE_NAME} characters")
