@@ -104,6 +104,7 @@ async def test_arq_worker_killed_mid_separation_or_transcription(
     """The real Demucs and Whisper code (tiny models) on a 65 s input, killed while it computes."""
     del processes.env["YINZI_ENGINES"]
     processes.env.update(
+        YINZI_JOB_TIMEOUT="30",  # room for a fresh worker to load the model and separate 65 s on a busy machine
         YINZI_REDIS_URL=redis_url,
         YINZI_QUEUE_NAME=queue_name,
         YINZI_MODEL_DIR=str(model_dir),
@@ -137,11 +138,11 @@ async def test_api_killed_while_orders_are_created_loses_none(
 
         async with aiohttp.ClientSession(processes.base, headers=account.headers) as http:
             clients = [asyncio.create_task(client(http)) for _ in range(8)]
-            await asyncio.sleep(1.5)
+            while len(accepted) < 60:  # mid-stream, with a backlog small enough to finish quickly
+                await asyncio.sleep(0.01)
             server.send_signal(signal.SIGKILL)
             server.wait()
             await asyncio.wait_for(asyncio.gather(*clients), 10)
-        assert len(accepted) > 20, "the kill should land in the middle of a stream of creates"
 
         processes.start("serve")
         await processes.wait_healthy()
@@ -149,7 +150,7 @@ async def test_api_killed_while_orders_are_created_loses_none(
         stored = [row["order_no"] for row in rows]
         assert len(stored) == len(set(stored)) and set(accepted) <= set(stored)
         for order_no in stored:
-            assert (await wait_for_order(db, order_no, timeout=60)).status == "finish"
+            assert (await wait_for_order(db, order_no, timeout=120)).status == "finish"
         async with aiohttp.ClientSession(processes.base, headers=account.headers) as http:
             for order_no in stored:
                 async with http.get("/api/open/v1/order/query", params={"orderNo": order_no}) as resp:

@@ -20,7 +20,7 @@ from workers.engines.audio import PcmReader
 from workers.engines.models import missing_model, whisper_checkpoint
 from yinzi.db import ResultFile
 
-BLOCK_SECONDS = 300
+BLOCK_SECONDS = 60
 PROMPT_TAIL_CHARS = 200
 SAMPLE_RATE = 16_000  # whisper.audio.SAMPLE_RATE, what every Whisper model hears
 
