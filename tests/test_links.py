@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import Account, add_account, create_order, wait_for_order
-from tests.support.platforms import HOSTS, generic_pages_app, platforms_app
+from tests.support.platforms import HOSTS, SEEN, generic_pages_app, platforms_app
 from yinzi.appkeys import DB
 from yinzi.links import link_in
 from yinzi.settings import PLATFORMS, PlatformOptions, Settings
@@ -296,3 +296,23 @@ def test_platform_settings_from_the_environment() -> None:
     assert settings.platform("ytdlp").proxy == "http://10.0.0.2:3128"
     assert settings.host_map == {"v.douyin.com": "http://127.0.0.1:9000"}
     assert settings.analyze_price == 2
+
+
+async def test_each_platform_gets_its_own_cookie_and_user_agent(
+    make_client: Callable[[Settings], Any], link_settings: Settings, platforms: TestServer
+) -> None:
+    options = {
+        **link_settings.platforms,
+        "douyin": PlatformOptions(cookie="sessionid=dy", user_agent="yinzi-test/douyin"),
+    }
+    client = await make_client(link_settings.replace(platforms=options))
+    account = await add_account(client.app[DB])
+    await analyze_ok(client, account, DOUYIN_TEXT)
+    await analyze_ok(client, account, "https://v.kuaishou.com/Kx1")
+    seen = platforms.app[SEEN]
+    douyin = [h for h in seen if h["host"].endswith("douyin.com")]
+    kuaishou = [h for h in seen if h["host"].endswith(("kuaishou.com", "chenzhongtech.com"))]
+    assert douyin and all(
+        h["Cookie"] == "sessionid=dy" and h["User-Agent"] == "yinzi-test/douyin" for h in douyin
+    )
+    assert kuaishou and all("Cookie" not in h and "iPhone" in h["User-Agent"] for h in kuaishou)

@@ -31,6 +31,9 @@ HOSTS = (
     "t.cn",
 )
 
+# Headers of every request the stand-in received, for tests of what resolvers send.
+SEEN = web.AppKey("seen", list[dict[str, str]])
+
 DOUYIN_VIDEO = "7300000000000000001"
 DOUYIN_NOTE = "7300000000000000002"
 DOUYIN_REMOVED = "7300000000000000003"
@@ -183,9 +186,12 @@ def platforms_app(media_dir: Path) -> web.Application:
         ("t.cn", "/A6abcd"): "https://weibo.com/1234567890/Nx1video",
     }
 
+    seen: list[dict[str, str]] = []
+
     async def handle(request: web.Request) -> web.StreamResponse:
         host = request.host.split(":")[0]
         path = request.path
+        seen.append({"host": host, **request.headers})
         if (host, path) in redirects:
             raise web.HTTPFound(redirects[(host, path)])
         if host == "v.douyin.com" and path == "/Slow123/":
@@ -208,6 +214,7 @@ def platforms_app(media_dir: Path) -> web.Application:
         raise web.HTTPNotFound()
 
     app = web.Application()
+    app[SEEN] = seen
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
