@@ -131,7 +131,13 @@ def check(status: int, raw: bytes, content_type: str, operation: dict[str, Any])
 @pytest.mark.parametrize(
     ("path", "method", "operation"), OPERATIONS, ids=[f"{m.upper()} {p}" for p, m, _ in OPERATIONS]
 )
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Derandomized: the same 150 cases each run, so CI is repeatable; raise max_examples locally to search wider.
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 async def test_no_input_breaks_an_endpoint(
     fuzz_client: TestClient,
@@ -157,7 +163,9 @@ async def test_no_input_breaks_an_endpoint(
     for param in copy.deepcopy(operation.get("parameters", [])):
         value = data.draw(PARAM, label=param["name"])
         if param["in"] == "path":
-            url = url.replace("{" + param["name"] + "}", quote(value, safe="") or "x")
+            # "." and ".." are dot segments: HTTP clients resolve them away, so no request can carry them.
+            segment = "x" if value.strip(".") == "" else quote(value, safe="")
+            url = url.replace("{" + param["name"] + "}", segment)
         elif param["in"] == "query" and data.draw(st.booleans(), label=f"send {param['name']}"):
             query[param["name"]] = value
         elif param["in"] == "header" and data.draw(st.booleans(), label=f"send {param['name']}"):
