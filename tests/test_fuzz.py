@@ -97,7 +97,7 @@ def body_strategy(operation: dict[str, Any]) -> st.SearchStrategy[bytes | None]:
 
 
 @pytest.fixture
-async def fuzz_client(client: TestClient, make_client: Any, settings: Settings) -> TestClient:
+async def fuzz_client(make_client: Any, settings: Settings) -> TestClient:
     # Links time out fast: nothing outside this machine answers.
     quick = {name: PlatformOptions(timeout=1.0) for name in PLATFORMS}
     fuzzing: TestClient = await make_client(settings.replace(platforms=quick, rate_limit=0))

@@ -60,6 +60,16 @@ class AddressPolicy:
         if not ip.is_global or ip.is_multicast:
             raise BlockedAddress(f"{ip} is not a public address")
 
+    def check_answers(self, host: str, addresses: Iterable[str]) -> None:
+        """Every address DNS gave for ``host`` must be public, unless the host itself is allowed."""
+        if self.host_allowed(host):
+            return
+        for address in addresses:
+            try:
+                self.check_ip(ipaddress.ip_address(address))
+            except BlockedAddress as exc:
+                raise BlockedAddress(f"{host} resolves to {exc}") from None
+
     def check_url(self, url: str | URL) -> URL:
         """Scheme and literal-IP checks; host names are checked later, after DNS, by GuardedResolver."""
         parsed = URL(url) if isinstance(url, str) else url
@@ -99,12 +109,7 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         answers = await self._inner.resolve(host, port, family)
-        if not self._policy.host_allowed(host):
-            for answer in answers:
-                try:
-                    self._policy.check_ip(ipaddress.ip_address(answer["host"]))
-                except BlockedAddress as exc:
-                    raise BlockedAddress(f"{host} resolves to {exc}") from None
+        self._policy.check_answers(host, (answer["host"] for answer in answers))
         return answers
 
     async def close(self) -> None:

@@ -123,10 +123,7 @@ def has_site_extractor(url: str) -> bool:
 
 def check_address(policy: AddressPolicy, url: str) -> None:
     """The Fetcher's two checks, for a client we do not control: the URL, then every address DNS gives."""
-    parsed = policy.check_url(url)
-    host = parsed.host or ""
-    if policy.host_allowed(host):
-        return
+    host = policy.check_url(url).host or ""
     try:
         ipaddress.ip_address(host.strip("[]"))
         return  # a literal IP: check_url has judged it
@@ -136,11 +133,7 @@ def check_address(policy: AddressPolicy, url: str) -> None:
         answers = socket.getaddrinfo(host, None)
     except OSError:
         return  # the request itself will fail with the resolver's message
-    for *_, sockaddr in answers:
-        try:
-            policy.check_ip(ipaddress.ip_address(sockaddr[0]))
-        except BlockedAddress as exc:
-            raise BlockedAddress(f"{host} resolves to {exc}") from None
+    policy.check_answers(host, (str(sockaddr[0]) for *_, sockaddr in answers))
 
 
 def _guarded(base: type, policy: AddressPolicy) -> type:

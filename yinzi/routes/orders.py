@@ -14,6 +14,7 @@ from yinzi.errors import BadRequest, InsufficientBalance, NotFound, ServiceUnava
 from yinzi.idempotency import idempotent
 from yinzi.orders import created_view, new_order_no, parse_calculate, parse_create, query_view
 from yinzi.pricing import billed_minutes, order_cost
+from yinzi.routes import public_base
 from yinzi.routes.uploads import completed_upload
 
 routes = web.RouteTableDef()
@@ -72,7 +73,7 @@ async def query_order(request: web.Request) -> web.Response:
     order, balance = found
 
     signer = app[SIGNER]
-    base = app[SETTINGS].public_url or f"{request.scheme}://{request.host}"
+    base = public_base(request)
     return ok(query_view(order, balance, lambda name: base + signer.path(order.order_no, name)))
 
 

@@ -40,6 +40,7 @@ from yinzi.errors import (
     UnsupportedMediaType,
 )
 from yinzi.fetch import human_bytes
+from yinzi.routes import public_base
 
 routes = web.RouteTableDef()
 
@@ -241,8 +242,9 @@ def _view(request: web.Request, upload: Upload) -> dict[str, Any]:
             view["received"] = _part(settings.uploads_dir, upload.id).stat().st_size
         except FileNotFoundError:
             view["received"] = 0
-        base = settings.public_url or f"{request.scheme}://{request.host}"
-        view["uploadUrl"] = base + request.app[SIGNER].upload_path(upload.id, upload.expires_at)
+        view["uploadUrl"] = public_base(request) + request.app[SIGNER].upload_path(
+            upload.id, upload.expires_at
+        )
     else:
         view.update(received=upload.size_bytes, sha256=upload.sha256, durationSeconds=upload.duration)
     return view
