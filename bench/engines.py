@@ -4,13 +4,14 @@ Weights are random (none can be downloaded here) but the architectures are the r
 what trained weights cost. Inputs are real recordings from ../shared/eval-audio, looped to the asked length.
 
     python bench/engines.py demucs --seconds 60 300     htdemucs architecture vs `python -m demucs.separate`
-    python bench/engines.py whisper --seconds 30        Whisper tiny architecture vs the `whisper` command
+    python bench/engines.py whisper --seconds 60 300    Whisper tiny architecture vs the `whisper` command
     python bench/engines.py memory --seconds 60 3600    engine peak RSS by input length, tiny models
+        [--order-types track-separation extract-text]
 
 Service time is from order/create to the order's finish, with the model already warm (a short order runs
 first) and the stem cache empty for the measured input. Peak RSS is the engine process's high-water mark
-(VmHWM); the bare commands' comes from /usr/bin/time. Random Whisper weights never emit an end token, so both
-sides decode the maximum length at every fallback temperature: decoding length is fixed at its worst case.
+(VmHWM); the bare commands' comes from /usr/bin/time. The Whisper model decodes a fixed three tokens a window
+on both sides (see save_whisper_tiny_architecture): random weights would make decoding length meaningless.
 """
 
 from __future__ import annotations
@@ -53,10 +54,22 @@ def save_htdemucs_architecture(model_dir: Path, name: str) -> None:
 
 
 def save_whisper_tiny_architecture(model_dir: Path, name: str) -> None:
-    from whisper.model import ModelDimensions
+    """Whisper tiny (39 M parameters) whose decoder says one fixed, short thing in every 30 s window.
 
-    # Whisper tiny (39 M parameters). With random weights, larger architectures decode for many minutes per
-    # minute of audio on two cores (base: over 10 minutes for 60 s), on both sides alike.
+    Random weights make decoding length meaningless: they never stop on their own, and their random timestamps
+    and word alignments move Whisper's window forward by random amounts, so two runs over the same audio decode
+    different numbers of windows. Here the decoder's final layer norm is set to a constant and the token
+    embeddings are given fixed scores along it, so every position scores tokens the same way. Under Whisper's
+    timestamp rules that yields exactly ``<|0.00|> the <|30.00|> <|endoftext|>``: one segment ending in a
+    single timestamp, so every window advances by the full 30 s, and a log-probability high enough that no
+    temperature fallback runs. Everything else (mel, the whole encoder, every decoder layer, the word
+    alignment pass) computes as usual: per window both sides do the same, fixed work.
+    """
+    import torch
+    import whisper
+    from whisper.model import ModelDimensions
+    from whisper.tokenizer import get_tokenizer
+
     dims = ModelDimensions(
         n_mels=80,
         n_audio_ctx=1500,
@@ -70,6 +83,33 @@ def save_whisper_tiny_architecture(model_dir: Path, name: str) -> None:
         n_text_layer=4,
     )
     save_whisper(model_dir, name, dims)
+    path = whisper_checkpoint(model_dir, name)
+    checkpoint = torch.load(path)
+    state = checkpoint["model_state_dict"]
+    tokenizer = get_tokenizer(True, num_languages=99, language="en", task="transcribe")
+    embedding = state["decoder.token_embedding.weight"]
+    direction = torch.randn(embedding.shape[1], generator=torch.Generator().manual_seed(0))
+    direction /= direction.norm()
+    # Each token's logit becomes exactly its score: the layer norm outputs `direction`, the embeddings' own
+    # component along it is replaced by the score.
+    score = torch.zeros(embedding.shape[0])
+    begin = tokenizer.timestamp_begin
+    score[begin:] = 9.13  # 1,501 timestamps: together they outweigh " the" once a word is out
+    score[begin] = 16.0  # <|0.00|> first (the only timestamps allowed first are <= 1 s)
+    score[begin + 1500] = 14.0  # then <|30.00|> is the best timestamp
+    score[tokenizer.eot] = 14.75  # and after it, the end
+    score[tokenizer.encode(" the")[0]] = 15.5  # the best text token
+    embedding -= (embedding @ direction)[:, None] * direction[None]
+    embedding += score[:, None] * direction[None]
+    state["decoder.ln.weight"].zero_()
+    state["decoder.ln.bias"].copy_(direction)
+    torch.save(checkpoint, path)
+    tokens = whisper.decode(
+        whisper.load_model(str(path), device="cpu"),
+        torch.zeros(80, 3000),
+        whisper.DecodingOptions(language="en", fp16=False),
+    ).tokens
+    assert tokens == [begin, tokenizer.encode(" the")[0], begin + 1500], tokens
 
 
 def looped(source: Path, seconds: int, target: Path) -> Path:
@@ -269,6 +309,11 @@ def bench_whisper(seconds: list[int], workdir: Path) -> None:
                 "en",
                 "--word_timestamps",
                 "True",
+                # greedy, as the service decodes (the command's default is a 5-wide beam)
+                "--beam_size",
+                "None",
+                "--best_of",
+                "None",
                 "--output_format",
                 "all",
                 "--output_dir",
@@ -282,7 +327,7 @@ def bench_whisper(seconds: list[int], workdir: Path) -> None:
         service.close()
 
 
-def bench_memory(seconds: list[int], workdir: Path) -> None:
+def bench_memory(seconds: list[int], workdir: Path, order_types: list[str]) -> None:
     """A fresh service per input, so each engine's high-water mark belongs to that input alone."""
     model_dir = workdir / "models"
     save_tiny_demucs(model_dir)
@@ -292,7 +337,7 @@ def bench_memory(seconds: list[int], workdir: Path) -> None:
     print("|---|---|---:|---:|")
     for n in seconds:
         source = looped(MUSIC, n, workdir / f"long-{n}s.wav")
-        for order_type in ("track-separation", "extract-text"):
+        for order_type in order_types:
             service = Service(workdir, model_dir, env)
             try:
                 took = service.run(
@@ -313,11 +358,15 @@ def main() -> None:
     )
     parser.add_argument("what", choices=["demucs", "whisper", "memory"])
     parser.add_argument("--seconds", type=int, nargs="+", default=[60])
+    parser.add_argument(
+        "--order-types", nargs="+", default=["track-separation", "extract-text"], help="for memory"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="yinzi-engines-") as tmp:
-        {"demucs": bench_demucs, "whisper": bench_whisper, "memory": bench_memory}[args.what](
-            args.seconds, Path(tmp)
-        )
+        if args.what == "memory":
+            bench_memory(args.seconds, Path(tmp), args.order_types)
+        else:
+            {"demucs": bench_demucs, "whisper": bench_whisper}[args.what](args.seconds, Path(tmp))
 
 
 if __name__ == "__main__":

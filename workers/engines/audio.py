@@ -1,13 +1,15 @@
 """Streaming audio through ffmpeg, so no engine ever holds a whole track in memory.
 
 :class:`PcmReader` decodes any input ffmpeg reads (audio or the audio track of a video) to float32 PCM at the
-rate and channel count a model wants, block by block; :class:`PcmWriter` encodes blocks as they are produced;
-:func:`transcode` turns one file into another format, rate and channel count. These run inside engine
-processes, where blocking is fine.
+rate and channel count a model wants, block by block; :class:`PcmWriter` encodes blocks in the background as
+they are produced; :func:`transcode` turns one file into another format, rate and channel count. These run
+inside engine processes, where blocking is fine.
 """
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import subprocess
 import threading
 from pathlib import Path
@@ -139,12 +141,27 @@ class PcmWriter:
             stderr=subprocess.PIPE,
         )
         assert self._proc.stdin is not None and self._proc.stderr is not None
-        self._stdin = self._proc.stdin
         self._stderr = _StderrDrain(self._proc.stderr)
+        # A feeder thread hands blocks to ffmpeg, so encoding overlaps with the model computing the next block
+        # instead of the engine waiting on a full pipe; the short queue bounds what is held in memory.
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._feeder = threading.Thread(target=self._feed, args=(self._proc.stdin,), daemon=True)
+        self._feeder.start()
+
+    def _feed(self, stdin: IO[bytes]) -> None:
+        try:
+            while (data := self._blocks.get()) is not None:
+                stdin.write(data)
+        except BrokenPipeError:  # ffmpeg stopped early; __exit__ reports its message
+            while self._blocks.get() is not None:
+                pass  # keeps taking blocks, so that write() never blocks on a dead encoder
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                stdin.close()
 
     def write(self, audio: Audio) -> None:
         assert audio.shape[0] == self._channels
-        self._stdin.write(np.ascontiguousarray(audio.T, dtype="<f4").tobytes())
+        self._blocks.put(np.ascontiguousarray(audio.T, dtype="<f4").tobytes())
 
     def __enter__(self) -> PcmWriter:
         return self
@@ -152,7 +169,8 @@ class PcmWriter:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stdin.close()
+        self._blocks.put(None)
+        self._feeder.join()
         code = self._proc.wait()
         if code != 0 and kind is None:
             raise OrderFailed(f"could not encode the result: {self._stderr.text()}")

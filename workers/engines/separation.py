@@ -1,18 +1,17 @@
 """Demucs separation: vocals and accompaniment (the sum of every other stem).
 
-Memory stays flat whatever the duration: the input is decoded block by block, each block is separated with a
-few seconds of context on both sides (so block edges sound like the middle), and the stems are encoded to disk
-as they come. Stems are cached by content hash and model, so an ``extract-music`` after a
-``track-separation`` of the same bytes reuses the work; each order then encodes only what it asked for, at the
-input's sample rate and channel count (mono in, mono out).
+The input streams through Demucs' own overlap-add (``workers.engines.demucs_stream``), so memory stays flat
+whatever the duration, and every stem block goes straight to its encoders: a FLAC copy for the stem cache and
+the file the order asked for, at the input's sample rate and channel count (mono in, mono out). Stems are cached
+by content hash and model, so an ``extract-music`` after a ``track-separation`` of the same bytes only encodes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +23,35 @@ from workers.engines.models import demucs_repo, missing_model
 from yinzi.db import ResultFile
 from yinzi.errors import OrderFailed
 
-# Each block is separated with CONTEXT_SECONDS of audio on both sides, then trimmed: that much is computed
-# twice, so blocks are long (about 5 % extra work) while memory stays far below the 3 GiB budget.
-BLOCK_SECONDS = 120
-CONTEXT_SECONDS = 3
 STEMS = ("vocals", "accompaniment")
 OUTPUTS = {
     "track-separation": ("vocals", "accompaniment"),
     "extract-voice": ("vocals",),
     "extract-music": ("accompaniment",),
 }
-SEPARATION_SHARE = 0.9  # of the progress bar; encoding the results is the rest
-HASH_CHUNK = 1 << 20
+SEPARATION_SHARE = 0.99  # of the progress bar; the encoders finishing and the cache filling are the rest
+READ_SECONDS = 30  # a block of the pass that measures the track's level
 
 
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def level(path: Path, rate: int, channels: int) -> tuple[float, float]:
+    """Mean and standard deviation of the track's mono mix, as demucs.separate normalises by them."""
+    count, total, squares = 0, 0.0, 0.0
+    with PcmReader(path, rate, channels) as reader:
+        while (block := reader.read(READ_SECONDS * rate)).shape[1]:
+            mono = block.mean(axis=0, dtype=np.float64)
+            count += mono.size
+            total += float(mono.sum())
+            squares += float(np.square(mono).sum())
+    if count == 0:
+        raise OrderFailed("unsupported media: no audio could be decoded")
+    mean = total / count
+    variance = max(0.0, squares - count * mean * mean) / max(1, count - 1)
+    return mean, variance**0.5 + 1e-8
 
 
 class SeparationEngine:
@@ -63,61 +71,52 @@ class SeparationEngine:
     def run(self, task: EngineTask, progress: Progress) -> list[ResultFile]:
         fmt = task.options.get("format", "mp3")
         stems = task.cache_dir / "stems" / f"{file_digest(task.input_path)}-{task.model}"
-        if not all((stems / f"{stem}.flac").is_file() for stem in STEMS):
-            self._separate(task, stems, progress)
-        results = []
-        for stem in OUTPUTS[task.order_type]:
-            name = f"{stem}.{fmt}"
-            transcode(stems / f"{stem}.flac", task.out_dir / name, fmt, task.sample_rate, task.channels)
-            results.append(ResultFile(name, stem))
+        outputs = {stem: task.out_dir / f"{stem}.{fmt}" for stem in OUTPUTS[task.order_type]}
+        if all((stems / f"{stem}.flac").is_file() for stem in STEMS):
+            for stem, path in outputs.items():
+                transcode(stems / f"{stem}.flac", path, fmt, task.sample_rate, task.channels)
+        else:
+            self._separate(task, stems, outputs, progress)
         progress(1.0)
-        return results
+        return [ResultFile(path.name, stem) for stem, path in outputs.items()]
 
-    def _separate(self, task: EngineTask, target: Path, progress: Progress) -> None:
-        import torch
-        from demucs.apply import apply_model
+    def _separate(self, task: EngineTask, target: Path, outputs: dict[str, Path], progress: Progress) -> None:
+        from workers.engines.demucs_stream import random_shift, separate_stream
 
         model = self._model(task.model)
         rate, channels = model.samplerate, model.audio_channels
         vocals_index = model.sources.index("vocals")
-        block, context = int(BLOCK_SECONDS * rate), int(CONTEXT_SECONDS * rate)
-        total_blocks = max(1, math.ceil(task.duration / BLOCK_SECONDS))
-
-        def separate(window: Audio) -> Audio:
-            # Demucs expects a normalised mix and gives back stems on the same scale.
-            mean, std = float(window.mean()), float(window.std()) or 1.0
-            mix = torch.from_numpy((window - mean) / std)[None]
-            with torch.no_grad():
-                out = apply_model(model, mix, shifts=1, split=True, overlap=0.25, progress=False)[0]
-            result: Audio = (out.numpy() * std + mean).astype(np.float32)
-            return result
+        mean, std = level(task.input_path, rate, channels)
+        expected = max(1.0, task.duration * rate)
 
         partial = target.parent / f"{target.name}.partial-{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         try:
-            with (
-                PcmReader(task.input_path, rate, channels) as reader,
-                PcmWriter(partial / "vocals.flac", "flac", rate, channels, rate, channels) as vocals_out,
-                PcmWriter(
-                    partial / "accompaniment.flac", "flac", rate, channels, rate, channels
-                ) as backing_out,
-            ):
-                before = np.zeros((channels, 0), dtype=np.float32)
-                current = reader.read(block)
+            with ExitStack() as stack:
+                reader = stack.enter_context(PcmReader(task.input_path, rate, channels))
+                writers: dict[str, list[PcmWriter]] = {stem: [] for stem in STEMS}
+                for stem in STEMS:
+                    flac = PcmWriter(partial / f"{stem}.flac", "flac", rate, channels, rate, channels)
+                    writers[stem].append(stack.enter_context(flac))
+                for stem, path in outputs.items():
+                    fmt = path.suffix[1:]
+                    out = PcmWriter(path, fmt, rate, channels, task.sample_rate, task.channels)
+                    writers[stem].append(stack.enter_context(out))
+
+                def read(frames: int) -> Audio:
+                    block: Audio = (reader.read(frames) - mean) / std
+                    return block
+
                 done = 0
-                while current.shape[1]:
-                    after = reader.read(block)
-                    window = np.concatenate([before, current, after[:, :context]], axis=1)
-                    stems = separate(window)[:, :, before.shape[1] : before.shape[1] + current.shape[1]]
-                    vocals = stems[vocals_index]
-                    vocals_out.write(vocals)
-                    backing_out.write(stems.sum(axis=0) - vocals)
-                    before, current = current[:, -context:], after
-                    done += 1
-                    progress(SEPARATION_SHARE * min(done / total_blocks, 1.0))
-            if done == 0:
-                raise OrderFailed("unsupported media: no audio could be decoded")
+                for block in separate_stream(model, read, random_shift(model)):
+                    block = block * std + mean
+                    vocals = block[vocals_index]
+                    for stem, audio in (("vocals", vocals), ("accompaniment", block.sum(axis=0) - vocals)):
+                        for writer in writers[stem]:
+                            writer.write(audio)
+                    done += block.shape[-1]
+                    progress(SEPARATION_SHARE * min(done / expected, 1.0))
             shutil.rmtree(target, ignore_errors=True)
             partial.rename(target)
         finally:

@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import time
+from io import BufferedReader
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -210,12 +211,9 @@ def _lock(f: BinaryIO) -> None:
         raise Conflict("another request is writing or completing this upload; retry when it ends") from None
 
 
-def _sha256(f: BinaryIO) -> str:
+def _sha256(f: BufferedReader) -> str:
     f.seek(0)
-    digest = hashlib.sha256()
-    while chunk := f.read(1024 * 1024):
-        digest.update(chunk)
-    return digest.hexdigest()
+    return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _part(folder: Path, upload_id: str) -> Path:
