@@ -93,12 +93,12 @@ def save_whisper_tiny_architecture(model_dir: Path, name: str) -> None:
     # Each token's logit becomes exactly its score: the layer norm outputs `direction`, the embeddings' own
     # component along it is replaced by the score.
     score = torch.zeros(embedding.shape[0])
-    begin = tokenizer.timestamp_begin
+    begin, the = tokenizer.timestamp_begin, tokenizer.encode(" the")[0]
     score[begin:] = 9.13  # 1,501 timestamps: together they outweigh " the" once a word is out
     score[begin] = 16.0  # <|0.00|> first (the only timestamps allowed first are <= 1 s)
     score[begin + 1500] = 14.0  # then <|30.00|> is the best timestamp
     score[tokenizer.eot] = 14.75  # and after it, the end
-    score[tokenizer.encode(" the")[0]] = 15.5  # the best text token
+    score[the] = 15.5  # the best text token
     embedding -= (embedding @ direction)[:, None] * direction[None]
     embedding += score[:, None] * direction[None]
     state["decoder.ln.weight"].zero_()
@@ -109,7 +109,7 @@ def save_whisper_tiny_architecture(model_dir: Path, name: str) -> None:
         torch.zeros(80, 3000),
         whisper.DecodingOptions(language="en", fp16=False),
     ).tokens
-    assert tokens == [begin, tokenizer.encode(" the")[0], begin + 1500], tokens
+    assert tokens == [begin, the, begin + 1500], tokens
 
 
 def looped(source: Path, seconds: int, target: Path) -> Path:
@@ -363,10 +363,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="yinzi-engines-") as tmp:
-        if args.what == "memory":
-            bench_memory(args.seconds, Path(tmp), args.order_types)
+        if args.what == "demucs":
+            bench_demucs(args.seconds, Path(tmp))
+        elif args.what == "whisper":
+            bench_whisper(args.seconds, Path(tmp))
         else:
-            {"demucs": bench_demucs, "whisper": bench_whisper}[args.what](args.seconds, Path(tmp))
+            bench_memory(args.seconds, Path(tmp), args.order_types)
 
 
 if __name__ == "__main__":

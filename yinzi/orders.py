@@ -150,7 +150,7 @@ def _url(value: Any, field: str, policy: AddressPolicy) -> str:
 
 
 def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
-    reject_unknown(body, CREATE_FIELDS, "")
+    reject_unknown(body, CREATE_FIELDS)
     order_type = _order_type(body)
     priority = _priority(body)
     callback_url = body.get("callbackUrl")
@@ -190,7 +190,7 @@ def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
 
 
 def parse_calculate(body: dict[str, Any], max_duration: int) -> PriceRequest:
-    reject_unknown(body, CALCULATE_FIELDS, "")
+    reject_unknown(body, CALCULATE_FIELDS)
     order_type = _order_type(body)
     priority = _priority(body)
     duration = body.get("durationSeconds")
