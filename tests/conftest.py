@@ -97,7 +97,11 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def engine_settings(settings: Settings, model_dir: Path) -> Settings:
     return settings.replace(
-        engines={}, model_dir=model_dir, demucs_model=DEMUCS_NAME, whisper_model=WHISPER_NAME
+        engines={},
+        model_dir=model_dir,
+        demucs_model=DEMUCS_NAME,
+        whisper_model=WHISPER_NAME,
+        whisper_engine="openai-whisper",  # the tiny random Whisper is an openai-whisper checkpoint
     )
 
 

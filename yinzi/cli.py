@@ -11,7 +11,9 @@ yinzi keys list [USER]
 yinzi keys limit PREFIX N|default        requests per minute for one key
 yinzi keys revoke PREFIX
 yinzi points grant USER POINTS [--note TEXT]
-yinzi models pull [NAME...]              official Demucs / Whisper weights into YINZI_MODEL_DIR
+yinzi models pull [NAME...] [--engine E]  official Demucs / Whisper weights into YINZI_MODEL_DIR
+yinzi models add PATH [--name NAME]       a CTranslate2 Whisper folder or a whisper .pt already on disk
+yinzi models list                         what is installed, for which engine
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yinzi.db import Database, User
 from yinzi.logs import AccessLogger, setup_logging
-from yinzi.settings import Settings, SettingsError
+from yinzi.settings import WHISPER_ENGINES, Settings, SettingsError
 
 if TYPE_CHECKING:
     from yinzi.signing import Signer
@@ -84,6 +87,15 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument(
         "names", nargs="*", help="e.g. htdemucs, small, large-v3 (default: the configured models)"
     )
+    pull.add_argument(
+        "--engine",
+        choices=WHISPER_ENGINES,
+        help="the Whisper engine whose format to fetch (default: YINZI_WHISPER_ENGINE)",
+    )
+    add = models.add_parser("add", help="install weights already on this machine (air-gapped hosts)")
+    add.add_argument("path", help="a CTranslate2 Whisper folder (model.bin, ...) or an openai-whisper .pt")
+    add.add_argument("--name", help="the model's name in orders (default: the folder's or file's name)")
+    models.add_parser("list", help="the installed models and the engine each serves")
 
     points = sub.add_parser("points", help="manage points").add_subparsers(dest="action", required=True)
     grant = points.add_parser("grant", help="add points to a user (negative to remove)")
@@ -113,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         run(settings)
         return 0
     if args.command == "models":
-        return _models_pull(settings, args.names or [settings.demucs_model, settings.whisper_model])
+        return MODELS[args.action](settings, args)
     handler = ADMIN[(args.command, args.action)]
     try:
         return asyncio.run(_with_db(settings, handler, args))
@@ -167,25 +179,59 @@ def _serve_process(settings: Settings) -> None:
     )
 
 
-def _models_pull(settings: Settings, names: list[str]) -> int:
+def _models_pull(settings: Settings, args: argparse.Namespace) -> int:
     from workers.engines.models import known_models, pull
 
-    known = known_models()
+    engine = args.engine or settings.whisper_engine_name
+    names = args.names or [settings.demucs_model, settings.whisper_model]
+    known = known_models(engine)
     unknown = [name for name in names if name not in known]
     if unknown:
         print(f"yinzi: unknown model {unknown[0]!r}; known: {', '.join(sorted(known))}", file=sys.stderr)
         return 2
     for name in names:
         try:
-            where = pull(name, settings.models_dir)
-        except OSError as exc:  # URLError and socket errors are OSErrors
+            where = pull(name, settings.models_dir, engine)
+        except OSError as exc:  # URLError, socket and hub connection errors are OSErrors
             print(
-                f"yinzi: cannot download {name}: {getattr(exc, 'reason', exc)} (is this machine online?)",
+                f"yinzi: cannot download {name}: {getattr(exc, 'reason', exc)} (is this machine online? "
+                "Weights already on disk install with `yinzi models add PATH`)",
                 file=sys.stderr,
             )
             return 1
         print(f"{name}: ready in {where}")
     return 0
+
+
+def _models_add(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.engines.models import add
+
+    try:
+        added = add(Path(args.path), settings.models_dir, args.name)
+    except (ValueError, OSError) as exc:
+        print(f"yinzi: {exc}", file=sys.stderr)
+        return 2
+    for model in added:
+        print(f"{model.name}: ready for {model.engine} in {model.path}")
+    return 0
+
+
+def _models_list(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.engines.models import list_installed
+
+    found = list_installed(settings.models_dir)
+    if not found:
+        print(f"no models in {settings.models_dir}: `yinzi models pull` or `yinzi models add PATH`")
+    for model in found:
+        print(f"{model.name:<24} {model.engine:<16} {model.path}")
+    return 0
+
+
+MODELS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "pull": _models_pull,
+    "add": _models_add,
+    "list": _models_list,
+}
 
 
 # ---- administration ------------------------------------------------------------------------------------

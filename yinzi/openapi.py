@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from yinzi.orders import CHINESE_SCRIPTS, MAX_PROMPT_CHARS, OUTPUT_FORMATS
+from yinzi.orders import CHINESE_SCRIPTS, MAX_PROMPT_CHARS, OUTPUT_FORMATS, TEXT_NUMBERS
 from yinzi.pricing import PRIORITIES
 from yinzi.settings import ORDER_TYPES
+
+TEXT_NUMBER_NOTES = {
+    "beamSize": "extract-text: beam search width (default 5, as the whisper command; 1 decodes greedily)",
+    "speakers": "extract-text with diarize: how many speakers there are (estimated when absent)",
+    "maxLineChars": "extract-text: longest subtitle line in characters (default 42; 16 for Chinese and Japanese)",
+    "maxLines": "extract-text: lines per subtitle (default 2)",
+    "maxCaptionSeconds": "extract-text: longest time one subtitle stays on screen (default 7)",
+}
 
 ORDER_STATUSES = ["pending", "processing", "finish", "failed", "timeout"]
 PAY_STATUSES = ["waiting", "paid", "free"]
@@ -125,6 +133,23 @@ def openapi_document() -> dict[str, Any]:
                                     "type": "string",
                                     "enum": list(CHINESE_SCRIPTS),
                                     "description": "extract-text: script of Chinese output (default simplified)",
+                                },
+                                "vad": {
+                                    "type": "boolean",
+                                    "description": "extract-text: transcribe only where voice activity is found (default true)",
+                                },
+                                "diarize": {
+                                    "type": "boolean",
+                                    "description": "extract-text: label every segment and word with its speaker",
+                                },
+                                **{
+                                    name: {
+                                        "type": "integer" if whole else "number",
+                                        "minimum": low,
+                                        "maximum": high,
+                                        "description": TEXT_NUMBER_NOTES[name],
+                                    }
+                                    for name, (low, high, whole) in TEXT_NUMBERS.items()
                                 },
                             },
                         },

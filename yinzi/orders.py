@@ -66,6 +66,31 @@ def _model(name: str, value: Any) -> None:
         raise BadRequest(f"stuff.{name} must be a model name such as small or large-v3")
 
 
+def _boolean(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise BadRequest(f"stuff.{name} must be true or false")
+
+
+def _number(low: float, high: float, integer: bool = True) -> Callable[[str, Any], None]:
+    def check(name: str, value: Any) -> None:
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+            kind = "an integer" if integer else "a number"
+            raise BadRequest(f"stuff.{name} must be {kind} from {low:g} to {high:g}")
+
+    return check
+
+
+# extract-text's numeric options: (lowest, highest, whole numbers only), shared with the OpenAPI document.
+TEXT_NUMBERS: dict[str, tuple[float, float, bool]] = {
+    "beamSize": (1, 10, True),
+    "speakers": (1, 20, True),
+    "maxLineChars": (8, 200, True),
+    "maxLines": (1, 5, True),
+    "maxCaptionSeconds": (1, 30, False),
+}
+TEXT_FLAGS = ("vad", "diarize")
+
 SEPARATION_OPTIONS = {"format": _one_of(OUTPUT_FORMATS)}
 OPTIONS: dict[str, dict[str, Callable[[str, Any], None]]] = {
     "track-separation": SEPARATION_OPTIONS,
@@ -76,6 +101,8 @@ OPTIONS: dict[str, dict[str, Callable[[str, Any], None]]] = {
         "prompt": _prompt,
         "model": _model,
         "chinese": _one_of(CHINESE_SCRIPTS),
+        **{name: _number(*limits) for name, limits in TEXT_NUMBERS.items()},
+        **dict.fromkeys(TEXT_FLAGS, _boolean),
     },
 }
 

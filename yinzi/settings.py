@@ -25,6 +25,10 @@ DEFAULT_PRICES: Mapping[str, int] = {
 # Short-video platforms with their own link resolver, and "ytdlp" for every other site yt-dlp knows.
 PLATFORMS = ("douyin", "kuaishou", "xiaohongshu", "weibo", "ytdlp")
 
+# The engine processes a worker may run at once: one per kind (separation, transcription) and concurrency.
+ENGINE_KINDS = ("demucs", "whisper")
+WHISPER_ENGINES = ("faster-whisper", "openai-whisper")
+
 GIB = 1024**3
 
 
@@ -55,6 +59,8 @@ class Settings:
     model_dir: Path | None = None  # None: <data_dir>/models
     demucs_model: str = "htdemucs"
     whisper_model: str = "small"
+    # faster-whisper or openai-whisper; None: faster-whisper where it is installed.
+    whisper_engine: str | None = None
     # CIDRs or host names that may be fetched although they are not public addresses.
     fetch_allow: tuple[str, ...] = ()
     # host -> base URL: requests for that host go to the base URL, Host header kept (mirrors; test stand-ins).
@@ -99,6 +105,9 @@ class Settings:
     job_timeout: int = 3 * 3600
     # Engine processes per engine (Demucs, Whisper) in each worker process: one is right on a CPU machine.
     engine_concurrency: int = 1
+    # Threads for torch and CTranslate2 in each engine process. 0: the cores this process may use, divided
+    # among the engine processes that can run at once, so engines share the cores instead of fighting.
+    engine_threads: int = 0
     # An order's engine time limit is base + factor x media duration, capped by job_timeout.
     engine_timeout_base: float = 300.0
     engine_timeout_factor: float = 10.0
@@ -125,6 +134,21 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
+    @property
+    def threads_per_engine(self) -> int:
+        if self.engine_threads > 0:
+            return self.engine_threads
+        busy = min(self.worker_concurrency, len(ENGINE_KINDS) * self.engine_concurrency)
+        return max(1, len(os.sched_getaffinity(0)) // max(1, busy))
+
+    @property
+    def whisper_engine_name(self) -> str:
+        if self.whisper_engine:
+            return self.whisper_engine
+        import importlib.util
+
+        return "faster-whisper" if importlib.util.find_spec("faster_whisper") else "openai-whisper"
 
     def engine_timeout(self, duration: float) -> float:
         return min(self.engine_timeout_base + self.engine_timeout_factor * duration, float(self.job_timeout))
@@ -190,6 +214,12 @@ class Settings:
             for name in PLATFORMS
         }
 
+        def choice(name: str, choices: tuple[str, ...]) -> str | None:
+            raw = get(name)
+            if raw is not None and raw not in choices:
+                raise SettingsError(f"YINZI_{name} must be one of {', '.join(choices)}, got {raw!r}")
+            return raw
+
         secret = get("SECRET_KEY")
         model_dir = get("MODEL_DIR")
         return cls(
@@ -202,6 +232,7 @@ class Settings:
             model_dir=Path(model_dir) if model_dir else None,
             demucs_model=get("DEMUCS_MODEL") or cls.demucs_model,
             whisper_model=get("WHISPER_MODEL") or cls.whisper_model,
+            whisper_engine=choice("WHISPER_ENGINE", WHISPER_ENGINES),
             fetch_allow=tuple(p.strip() for p in (get("FETCH_ALLOW") or "").split(",") if p.strip()),
             host_map=pairs("HOST_MAP"),
             platforms=platforms,
@@ -221,6 +252,7 @@ class Settings:
             max_duration=integer("MAX_DURATION", cls.max_duration),
             job_timeout=integer("JOB_TIMEOUT", cls.job_timeout),
             engine_concurrency=integer("ENGINE_CONCURRENCY", cls.engine_concurrency),
+            engine_threads=integer("ENGINE_THREADS", cls.engine_threads),
             engine_timeout_base=integer("ENGINE_TIMEOUT_BASE", int(cls.engine_timeout_base)),
             engine_timeout_factor=integer("ENGINE_TIMEOUT_FACTOR", int(cls.engine_timeout_factor)),
             result_url_ttl=integer("RESULT_URL_TTL", cls.result_url_ttl),

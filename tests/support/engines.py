@@ -11,16 +11,16 @@ import json
 import os
 import subprocess
 import time
-from pathlib import Path
 
 from workers.engines import EngineTask, Progress
 from yinzi.db import ResultFile
+from yinzi.settings import Settings
 
 STEPS = 10
 
 
 class CopyEngine:
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.pid = os.getpid()
         self.runs = 0
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from yinzi.db import ResultFile
 from yinzi.errors import OrderFailed
+from yinzi.settings import Settings
 
 # Called by an engine with the fraction of its work done (0.0 to 1.0).
 Progress = Callable[[float], None]
@@ -46,7 +47,7 @@ class EngineTask:
 
 
 class Engine(Protocol):
-    def __init__(self, model_dir: Path) -> None: ...
+    def __init__(self, settings: Settings) -> None: ...
 
     def run(self, task: EngineTask, progress: Progress) -> list[ResultFile]: ...
 

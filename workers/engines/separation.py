@@ -22,6 +22,7 @@ from workers.engines.audio import Audio, PcmReader, PcmWriter, transcode
 from workers.engines.models import demucs_repo, missing_model
 from yinzi.db import ResultFile
 from yinzi.errors import OrderFailed
+from yinzi.settings import Settings
 
 STEMS = ("vocals", "accompaniment")
 OUTPUTS = {
@@ -55,8 +56,8 @@ def level(path: Path, rate: int, channels: int) -> tuple[float, float]:
 
 
 class SeparationEngine:
-    def __init__(self, model_dir: Path) -> None:
-        self._repo = demucs_repo(model_dir)
+    def __init__(self, settings: Settings) -> None:
+        self._repo = demucs_repo(settings.models_dir)
         self._models: dict[str, Any] = {}
 
     def _model(self, name: str) -> Any:

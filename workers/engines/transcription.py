@@ -1,46 +1,29 @@
 """Whisper transcription of audio or video: caption.srt, transcript.txt and transcript.json.
 
-Long media is decoded and transcribed block by block so memory stays flat whatever the duration. Each block is
-prompted with the caller's prompt and the end of the text so far, so sentences carry across blocks. Every
-timestamp is shifted by its block's start and clamped so that timestamps never go back and never pass the end
-of the media. Chinese comes out in Simplified characters unless ``stuff.chinese`` is ``traditional``.
+One engine for both Whisper implementations (``YINZI_WHISPER_ENGINE``, see ``whisper_backends``); everything
+around decoding happens here, so both give the same files. The media streams through in blocks that end in
+pauses (``speech``), reduced to their speech when voice activity detection is on (the default), each decoded
+with beam search (size 5, as the ``whisper`` command) unless the order asks for greedy decoding. The language
+is detected once, on the first speech, as Whisper itself does. Times are put back on the media's timeline,
+never going back and never past its end; Chinese comes out in Simplified characters unless ``stuff.chinese``
+is ``traditional``; with ``stuff.diarize`` every segment and word gets a speaker.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import math
-from itertools import count
 from pathlib import Path
 from typing import Any
 
 from workers.engines import EngineTask, Progress
 from workers.engines.audio import PcmReader
-from workers.engines.models import missing_model, whisper_checkpoint
+from workers.engines.speech import SAMPLE_RATE, SpeechMap, blocks
+from workers.engines.subtitles import Shape, captions, to_srt
+from workers.engines.whisper_backends import Decoding, WhisperBackend, load_backend
 from yinzi.db import ResultFile
+from yinzi.settings import Settings
 
-BLOCK_SECONDS = 60
-PROMPT_TAIL_CHARS = 200
-SAMPLE_RATE = 16_000  # whisper.audio.SAMPLE_RATE, what every Whisper model hears
-
-log = logging.getLogger(__name__)
-
-
-def srt_time(seconds: float) -> str:
-    ms = round(seconds * 1000)
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    secs, ms = divmod(ms, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d},{ms:03d}"
-
-
-def to_srt(segments: list[dict[str, Any]]) -> str:
-    blocks = [
-        f"{i}\n{srt_time(s['start'])} --> {srt_time(s['end'])}\n{s['text']}\n"
-        for i, s in enumerate(segments, 1)
-    ]
-    return "\n".join(blocks)
+BEAM_SIZE = 5
 
 
 class Timeline:
@@ -64,100 +47,118 @@ def in_script(text: str, language: str | None, script: str) -> str:
     return str(zhconv.convert(text, script))
 
 
-def _transcribe(model: Any, audio: Any, language: str | None, prompt: str | None) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "language": language,
-        "initial_prompt": prompt,
-        "word_timestamps": True,
-        "fp16": False,
-        "verbose": None,
-    }
-    try:
-        return dict(model.transcribe(audio, **options))
-    except ValueError as exc:
-        # Whisper's temperature fallback samples from the logits; when they come out NaN (seen on near-silent
-        # or very short audio) torch refuses to sample. Greedy decoding alone takes no sample.
-        if "Expected parameter logits" not in str(exc):
-            raise
-        log.warning("sampling failed on NaN logits; decoding this block greedily instead")
-        return dict(model.transcribe(audio, temperature=0.0, **options))
-
-
 class TranscriptionEngine:
-    def __init__(self, model_dir: Path) -> None:
-        self._model_dir = model_dir
-        self._models: dict[str, Any] = {}
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._backends: dict[str, WhisperBackend] = {}
+        self._diarizer: Any = None
 
-    def _model(self, name: str) -> Any:
-        if name not in self._models:
-            path = whisper_checkpoint(self._model_dir, name)
-            if not path.is_file():
-                raise missing_model("Whisper", name, path.parent)
-            import whisper
+    def _backend(self, name: str) -> WhisperBackend:
+        if name not in self._backends:
+            settings = self._settings
+            self._backends[name] = load_backend(
+                settings.whisper_engine_name, settings.models_dir, name, settings.threads_per_engine
+            )
+        return self._backends[name]
 
-            self._models[name] = whisper.load_model(str(path), device="cpu")
-        return self._models[name]
+    def _new_diarizer(self) -> Any:
+        from workers.engines.diarization import Diarizer
+
+        if self._diarizer is None:
+            self._diarizer = Diarizer
+        return self._diarizer()
 
     def run(self, task: EngineTask, progress: Progress) -> list[ResultFile]:
-        model = self._model(task.model)
-        language: str | None = task.options.get("language")
-        script = "zh-hant" if task.options.get("chinese") == "traditional" else "zh-hans"
+        options = task.options
+        backend = self._backend(task.model)
+        language: str | None = options.get("language")
+        probability = 1.0 if language else None
+        script = "zh-hant" if options.get("chinese") == "traditional" else "zh-hans"
+        beam_size = int(options.get("beamSize") or BEAM_SIZE)
+        diarizer = self._new_diarizer() if options.get("diarize") else None
         segments: list[dict[str, Any]] = []
-        words: list[dict[str, Any]] = []
         segment_times, word_times = Timeline(task.duration), Timeline(task.duration)
-        blocks = max(1, math.ceil(task.duration / BLOCK_SECONDS))
+        total = max(task.duration * SAMPLE_RATE, 1.0)
 
         with PcmReader(task.input_path, SAMPLE_RATE, 1) as reader:
-            for block in count():
-                audio = reader.read(int(BLOCK_SECONDS * SAMPLE_RATE))[0]
-                if audio.size == 0:
-                    break
-                offset = block * BLOCK_SECONDS
-                so_far = " ".join(s["text"] for s in segments)[-PROMPT_TAIL_CHARS:]
-                prompt = " ".join(p for p in (task.options.get("prompt"), so_far) if p) or None
-                result = _transcribe(model, audio, language, prompt)
-                language = language or result["language"]
-                for seg in result["segments"]:
-                    if not seg["text"].strip():
-                        continue  # silence: no caption
-                    for word in seg.get("words", []):
-                        words.append(
+            for block in blocks(reader, vad=options.get("vad", True)):
+                if diarizer is not None:
+                    diarizer.add(
+                        block.audio,
+                        block.offset / SAMPLE_RATE,
+                        [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in block.speech],
+                    )
+                speech = SpeechMap(block)
+                if speech.audio.size:
+                    if language is None:
+                        language, probability = backend.detect_language(speech.audio)
+                    decoding = Decoding(language, options.get("prompt"), beam_size)
+                    for seg in backend.transcribe(speech.audio, decoding):
+                        text = in_script(seg["text"].strip(), language, script)
+                        if not text:
+                            continue  # silence: no caption
+                        words = [
                             {
+                                **word,
                                 "word": in_script(word["word"], language, script),
-                                "start": word_times.place(offset + word["start"]),
-                                "end": word_times.place(offset + word["end"]),
-                                "probability": round(float(word["probability"]), 4),
+                                "start": word_times.place(speech.seconds(word["start"])),
+                                "end": word_times.place(speech.seconds(word["end"])),
+                            }
+                            for word in seg.pop("words")
+                        ]
+                        segments.append(
+                            {
+                                "id": len(segments),
+                                **seg,
+                                "seek": round(block.offset / SAMPLE_RATE, 3),
+                                "start": segment_times.place(speech.seconds(seg["start"])),
+                                "end": segment_times.place(speech.seconds(seg["end"])),
+                                "text": text,
+                                "words": words,
                             }
                         )
-                    segments.append(
-                        {
-                            "id": len(segments),
-                            "start": segment_times.place(offset + seg["start"]),
-                            "end": segment_times.place(offset + seg["end"]),
-                            "text": in_script(seg["text"].strip(), language, script),
-                            "avg_logprob": round(float(seg["avg_logprob"]), 4),
-                            "no_speech_prob": round(float(seg["no_speech_prob"]), 4),
-                        }
-                    )
-                progress(min((block + 1) / blocks, 0.99))
+                progress(min((block.offset + len(block.audio)) / total, 0.99))
 
-        full_text = "\n".join(s["text"] for s in segments)
-        transcript = {
-            "language": language,
-            "duration": round(task.duration, 3),
-            "text": full_text,
-            "segments": segments,
-            "words": words,
-        }
-        out = task.out_dir
-        (out / "caption.srt").write_text(to_srt(segments), encoding="utf-8")
-        (out / "transcript.txt").write_text(full_text + "\n", encoding="utf-8")
-        (out / "transcript.json").write_text(
-            json.dumps(transcript, ensure_ascii=False, indent=1), encoding="utf-8"
-        )
+        speakers: list[str] = []
+        if diarizer is not None:
+            from workers.engines.diarization import assign
+
+            turns = diarizer.turns(options.get("speakers"))
+            assign(segments, turns)
+            assign([word for seg in segments for word in seg["words"]], turns)
+            speakers = sorted(
+                {seg["speaker"] for seg in segments if "speaker" in seg}, key=lambda s: int(s[1:])
+            )
+        self._write(task, segments, language, probability, speakers)
         progress(1.0)
         return [
             ResultFile("caption.srt", "caption"),
             ResultFile("transcript.txt", "text"),
             ResultFile("transcript.json", "json"),
         ]
+
+    def _write(
+        self,
+        task: EngineTask,
+        segments: list[dict[str, Any]],
+        language: str | None,
+        probability: float | None,
+        speakers: list[str],
+    ) -> None:
+        out: Path = task.out_dir
+        lines = [f"[{s['speaker']}] {s['text']}" if "speaker" in s else s["text"] for s in segments]
+        transcript = {
+            "language": language,
+            "language_probability": None if probability is None else round(probability, 4),
+            "duration": round(task.duration, 3),
+            "text": "\n".join(s["text"] for s in segments),
+            "speakers": speakers,
+            "segments": [{k: v for k, v in s.items() if k != "words"} for s in segments],
+            "words": [word for s in segments for word in s["words"]],
+        }
+        shape = Shape.for_order(task.options, language)
+        (out / "caption.srt").write_text(to_srt(captions(segments, shape)), encoding="utf-8")
+        (out / "transcript.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (out / "transcript.json").write_text(
+            json.dumps(transcript, ensure_ascii=False, indent=1), encoding="utf-8"
+        )
