@@ -7,13 +7,15 @@ BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/pip install --quiet --constraint constraints.txt
 # Installed without its dependency list, which pulls triton (CUDA only); pyproject's engines extra has the rest.
 WHISPER := openai-whisper==20250625
+# Only its trained speaker encoder (resemblyzer/pretrained.pt) is used; its dependencies (librosa, webrtcvad) are not.
+RESEMBLYZER := resemblyzer==0.1.4
 
 .PHONY: setup serve worker test lint bench ffmpeg redis
 
 $(BIN)/yinzi: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP_INSTALL) --editable '.[test,engines]'
-	$(PIP_INSTALL) --no-deps $(WHISPER)
+	$(PIP_INSTALL) --no-deps $(WHISPER) $(RESEMBLYZER)
 	@touch $@
 
 setup: $(BIN)/yinzi ffmpeg
