@@ -1,5 +1,5 @@
 # docker build -t yinzi .                               the service alone
-# docker build -t yinzi --build-arg EXTRAS=engines .    with Demucs and Whisper (CPU torch)
+# docker build -t yinzi --build-arg EXTRAS=engines .    with Demucs, both Whisper engines, diarization (CPU torch)
 FROM python:3.11-slim
 
 RUN apt-get update \
@@ -16,7 +16,7 @@ ARG EXTRAS=""
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN pip install --no-cache-dir --constraint constraints.txt --extra-index-url "$TORCH_INDEX_URL" \
         ".${EXTRAS:+[$EXTRAS]}" \
-    && if [ -n "$EXTRAS" ]; then pip install --no-cache-dir --no-deps openai-whisper==20250625; fi
+    && if [ -n "$EXTRAS" ]; then pip install --no-cache-dir --no-deps openai-whisper==20250625 resemblyzer==0.1.4; fi
 
 ENV YINZI_HOST=0.0.0.0 \
     YINZI_PORT=8000 \

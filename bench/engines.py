@@ -189,6 +189,12 @@ class Service:
             await db.close()
 
     def run(self, order_type: str, file: Path, stuff: dict[str, str] | None = None) -> float:
+        return self.run_order(order_type, file, stuff)[0]
+
+    def run_order(
+        self, order_type: str, file: Path, stuff: dict[str, str] | None = None
+    ) -> tuple[float, str]:
+        """Seconds from create to finish, and the order's number."""
         import json
 
         body = json.dumps(
@@ -212,7 +218,7 @@ class Service:
             time.sleep(0.2)
         if data["status"] != "finish":
             raise SystemExit(f"order ended {data['status']}: {data['reason']}")
-        return time.monotonic() - start
+        return time.monotonic() - start, order_no
 
     def engine_peak_gib(self) -> float:
         # The service's children are its engine processes and multiprocessing's small resource tracker.

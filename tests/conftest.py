@@ -116,8 +116,16 @@ async def account(client: TestClient) -> Account:
     return await add_account(client.app[DB])
 
 
+# How long a condition may take before a test gives up: a bound for a machine busy with other work, not a pace.
+# Waits return as soon as their condition holds.
+PATIENCE = 600.0
+
+
 async def wait_for_order(
-    db: Database, order_no: str, until: Callable[[Order], bool] = lambda o: o.terminal, timeout: float = 30
+    db: Database,
+    order_no: str,
+    until: Callable[[Order], bool] = lambda o: o.terminal,
+    timeout: float = PATIENCE,
 ) -> Order:
     """Polls the database (not the API, which would charge) until the order matches."""
     deadline = time.monotonic() + timeout

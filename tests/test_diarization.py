@@ -13,9 +13,7 @@ import torch
 
 from tests.support.conversations import (
     ENGLISH,
-    EVAL_AUDIO,
     MANDARIN,
-    RATE,
     Conversation,
     Floats,
     assemble,
@@ -24,6 +22,7 @@ from tests.support.conversations import (
     read_wav,
     split,
 )
+from tests.support.speech_eval import EVAL, RATE
 from workers.engines import diarization
 from workers.engines.diarization import Diarizer, Turn, assign, diarization_error_rate
 from yinzi.errors import OrderFailed
@@ -56,8 +55,8 @@ def mandarin_voices() -> list[list[Floats]]:
     aishell = [*split(read_wav(clip(MANDARIN / "BAC009S0764W0121.wav")), 2)]
     aishell += split(read_wav(clip(MANDARIN / "BAC009S0764W0122.wav")), 2)
     meeting = split(read_wav(clip(MANDARIN / "TEST_MEETING_T0000000001_S00000.wav")), 4)
-    news = split(read_wav(clip(EVAL_AUDIO / "triton_asr_client/mini_zh/long.wav")), 2)
-    news.append(read_wav(clip(EVAL_AUDIO / "triton_asr_client/mini_zh/mid.wav")))
+    news = split(read_wav(clip(EVAL / "triton_asr_client/mini_zh/long.wav")), 2)
+    news.append(read_wav(clip(EVAL / "triton_asr_client/mini_zh/mid.wav")))
     return [aishell, meeting, news]
 
 

@@ -52,7 +52,7 @@ async def finished_files(
     resp = await client.post("/api/open/v1/order/create", json=body, headers=account.headers)
     assert resp.status == 200, await resp.text()
     order_no = (await resp.json())["data"]["orderNo"]
-    order = await wait_for_order(client.app[DB], order_no, timeout=90)
+    order = await wait_for_order(client.app[DB], order_no)
     assert order.status == "finish", order.reason
     resp = await client.get(QUERY, params={"orderNo": order_no}, headers=account.headers)
     stuffs = (await resp.json())["data"]["stuffs"]
@@ -214,7 +214,7 @@ async def test_missing_model_names_the_pull_command(
     client = await make_client(engine_settings.replace(demucs_model="htdemucs"))
     account = await add_account(client.app[DB])
     order_no = await create_order(client, account, media_url("/m/tone.wav"), "extract-voice")
-    order = await wait_for_order(client.app[DB], order_no, timeout=60)
+    order = await wait_for_order(client.app[DB], order_no)
     assert order.status == "failed" and "Demucs model htdemucs is not installed" in (order.reason or "")
     assert "yinzi models pull htdemucs" in (order.reason or "")
     order_no = await create_order(
@@ -229,7 +229,7 @@ async def test_missing_model_names_the_pull_command(
         headers=account.headers,
     )
     order_no = (await resp.json())["data"]["orderNo"]
-    order = await wait_for_order(client.app[DB], order_no, timeout=60)
+    order = await wait_for_order(client.app[DB], order_no)
     assert "Whisper model large-v3 is not installed" in (order.reason or "")
 
 

@@ -154,7 +154,7 @@ async def test_results_expire_and_unpaid_orders_are_never_charged(
     db = client.app[DB]
     account = await add_account(db)
     order_no = await create_ok(client, account, media_url("/m/tone.wav"))
-    order: Order = await wait_for_order(db, order_no, lambda o: o.expired, timeout=10)
+    order: Order = await wait_for_order(db, order_no, lambda o: o.expired)
     assert order.status == "finish" and order.reason == "results expired"
     assert not (client.app[SETTINGS].results_dir / order_no).exists()
     resp = await client.get("/api/open/v1/order/query", params={"orderNo": order_no}, headers=account.headers)

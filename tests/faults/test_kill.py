@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import add_account, wait_for_order
+from tests.conftest import PATIENCE, add_account, wait_for_order
 from tests.faults.conftest import Processes, assert_books_balance
 from tests.support.models import DEMUCS_NAME, WHISPER_NAME
 from tests.support.processes import alive, children_of
@@ -45,9 +45,7 @@ async def crash_mid_job(
                 order_no = (await resp.json())["data"]["orderNo"]
 
             # Wait until the engine has the input, give it a moment into the work, then kill its parent.
-            await wait_for_order(
-                db, order_no, lambda o: o.status == "processing" and o.progress >= 5, timeout=60
-            )
+            await wait_for_order(db, order_no, lambda o: o.status == "processing" and o.progress >= 5)
             target = worker if worker is not None else server
             await asyncio.sleep(0.5)
             engine_processes = children_of(target.pid)
@@ -55,7 +53,7 @@ async def crash_mid_job(
             assert (await db.order(order_no)).status == "processing"  # type: ignore[union-attr]
             target.send_signal(signal.SIGKILL)
             target.wait()
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + PATIENCE
             while any(alive(pid) for pid in engine_processes) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             assert not any(alive(pid) for pid in engine_processes), "engine processes outlived their parent"
@@ -64,7 +62,7 @@ async def crash_mid_job(
             processes.start(victim)
             if victim == "serve":
                 await processes.wait_healthy()
-            order = await wait_for_order(db, order_no, timeout=90)
+            order = await wait_for_order(db, order_no)
             assert order.status == "finish", order.reason
             assert order.attempts == 2
 
@@ -110,7 +108,7 @@ async def test_arq_worker_killed_mid_separation_or_transcription(
     """The real Demucs and Whisper code (tiny models) on a 65 s input, killed while it computes."""
     del processes.env["YINZI_ENGINES"]
     processes.env.update(
-        YINZI_JOB_TIMEOUT="30",  # room for a fresh worker to load the model and separate 65 s on a busy machine
+        YINZI_JOB_TIMEOUT="90",  # room for a fresh worker to load the model and work 65 s on a busy machine
         YINZI_REDIS_URL=redis_url,
         YINZI_QUEUE_NAME=queue_name,
         YINZI_MODEL_DIR=str(model_dir),
@@ -159,7 +157,7 @@ async def test_api_killed_while_orders_are_created_loses_none(
         stored = [row["order_no"] for row in rows]
         assert len(stored) == len(set(stored)) and set(accepted) <= set(stored)
         for order_no in stored:
-            assert (await wait_for_order(db, order_no, timeout=120)).status == "finish"
+            assert (await wait_for_order(db, order_no)).status == "finish"
         async with aiohttp.ClientSession(processes.base, headers=account.headers) as http:
             for order_no in stored:
                 async with http.get("/api/open/v1/order/query", params={"orderNo": order_no}) as resp:

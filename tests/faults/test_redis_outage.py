@@ -91,7 +91,7 @@ async def test_orders_survive_a_redis_outage(processes: Processes, media_url: Ca
             }
             assert len(accepted) >= 20
             for order_no in accepted:
-                order = await wait_for_order(db, order_no, timeout=90)
+                order = await wait_for_order(db, order_no)
                 assert order.status == "finish", (order_no, order.reason)
             for order_no in accepted:
                 async with http.get("/api/open/v1/order/query", params={"orderNo": order_no}) as resp:

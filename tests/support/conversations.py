@@ -17,19 +17,18 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from tests.support.speech_eval import EVAL, RATE, write_wav
 from workers.engines.diarization import Diarizer, Turn
 
-EVAL_AUDIO = Path("/work/shared/eval-audio")
-ENGLISH = EVAL_AUDIO / "speechbrain_asr"
-MANDARIN = EVAL_AUDIO / "fireredasr_zh"
-RATE = 16_000
+ENGLISH = EVAL / "speechbrain_asr"
+MANDARIN = EVAL / "fireredasr_zh"
 
 Floats = npt.NDArray[np.float32]
 
 
 def clip(path: Path) -> Path:
     if not path.is_file():
-        pytest.skip(f"evaluation audio not here: {path}")
+        pytest.fail(f"evaluation audio not found: {path} (set YINZI_EVAL_AUDIO to the eval-audio folder)")
     return path
 
 
@@ -38,15 +37,6 @@ def read_wav(path: Path) -> Floats:
         assert (f.getframerate(), f.getnchannels(), f.getsampwidth()) == (RATE, 1, 2), path
         pcm = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
     return (pcm.astype(np.float32) / 32768).astype(np.float32)
-
-
-def write_wav(path: Path, audio: Floats) -> Path:
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(RATE)
-        f.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
 
 
 @dataclass(frozen=True)

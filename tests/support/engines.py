@@ -2,7 +2,7 @@
 
 It runs in the real engine process like Demucs and Whisper do, reports progress in steps (slowed down by
 ``YINZI_TEST_ENGINE_SECONDS`` so tests can catch an order mid-job) and writes ``engine.json`` with its pid and
-run count, so tests can see that one loaded engine served several orders.
+run count, so tests can see that one loaded engine served several orders, and the thread counts it was given.
 """
 
 from __future__ import annotations
@@ -44,5 +44,13 @@ class CopyEngine:
             ],
             check=True,
         )
-        (task.out_dir / "engine.json").write_text(json.dumps({"pid": self.pid, "runs": self.runs}))
+        import torch  # already imported by the engine process, which set its thread count
+
+        seen = {
+            "pid": self.pid,
+            "runs": self.runs,
+            "threads": int(os.environ["OMP_NUM_THREADS"]),
+            "torch_threads": torch.get_num_threads(),
+        }
+        (task.out_dir / "engine.json").write_text(json.dumps(seen))
         return [ResultFile("audio.wav", "audio"), ResultFile("engine.json", "info")]

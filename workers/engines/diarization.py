@@ -437,6 +437,11 @@ def cluster(embeddings: Floats, speakers: int | None = None) -> npt.NDArray[np.i
     return labels if count in (1, first) else _spectral(affinity, count)
 
 
+def speaker_label(speaker: int) -> str:
+    """How transcripts name a speaker: S1, S2, ..."""
+    return f"S{speaker + 1}"
+
+
 def assign(items: list[dict[str, Any]], turns: list[Turn]) -> None:
     """Labels each item that has "start" and "end" with the speaker ("S1", "S2", ...) it overlaps most, or the
     nearest one in time when it overlaps none."""
@@ -455,7 +460,7 @@ def assign(items: list[dict[str, Any]], turns: list[Turn]) -> None:
             speaker = max(overlap, key=lambda k: overlap[k])
         else:
             speaker = min(turns, key=lambda t: max(t.start - end, start - t.end)).speaker
-        item["speaker"] = f"S{speaker + 1}"
+        item["speaker"] = speaker_label(speaker)
 
 
 def _activity(turns: list[Turn], times: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from workers.engines import EngineTask, Progress
 from workers.engines.audio import PcmReader
+from workers.engines.diarization import Diarizer, Turn, assign, speaker_label
 from workers.engines.speech import SAMPLE_RATE, SpeechMap, blocks
 from workers.engines.subtitles import Shape, captions, to_srt
 from workers.engines.whisper_backends import Decoding, WhisperBackend, load_backend
@@ -47,11 +48,35 @@ def in_script(text: str, language: str | None, script: str) -> str:
     return str(zhconv.convert(text, script))
 
 
+def _by_speaker(segment: dict[str, Any]) -> list[dict[str, Any]]:
+    """A segment whose words two speakers share, as one segment per run of one speaker's words."""
+    words = segment["words"]
+    runs: list[list[dict[str, Any]]] = []
+    for word in words:
+        if runs and runs[-1][-1].get("speaker") == word.get("speaker"):
+            runs[-1].append(word)
+        else:
+            runs.append([word])
+    if len(runs) < 2:
+        return [segment]
+    return [
+        {
+            **segment,
+            "start": run[0]["start"],
+            "end": run[-1]["end"],
+            "text": "".join(w["word"] for w in run).strip(),
+            "tokens": [],  # the decoder's tokens belong to the whole segment
+            "speaker": run[0]["speaker"],
+            "words": run,
+        }
+        for run in runs
+    ]
+
+
 class TranscriptionEngine:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._backends: dict[str, WhisperBackend] = {}
-        self._diarizer: Any = None
 
     def _backend(self, name: str) -> WhisperBackend:
         if name not in self._backends:
@@ -61,13 +86,6 @@ class TranscriptionEngine:
             )
         return self._backends[name]
 
-    def _new_diarizer(self) -> Any:
-        from workers.engines.diarization import Diarizer
-
-        if self._diarizer is None:
-            self._diarizer = Diarizer
-        return self._diarizer()
-
     def run(self, task: EngineTask, progress: Progress) -> list[ResultFile]:
         options = task.options
         backend = self._backend(task.model)
@@ -75,7 +93,7 @@ class TranscriptionEngine:
         probability = 1.0 if language else None
         script = "zh-hant" if options.get("chinese") == "traditional" else "zh-hans"
         beam_size = int(options.get("beamSize") or BEAM_SIZE)
-        diarizer = self._new_diarizer() if options.get("diarize") else None
+        diarizer = Diarizer() if options.get("diarize") else None
         segments: list[dict[str, Any]] = []
         segment_times, word_times = Timeline(task.duration), Timeline(task.duration)
         total = max(task.duration * SAMPLE_RATE, 1.0)
@@ -119,17 +137,15 @@ class TranscriptionEngine:
                         )
                 progress(min((block.offset + len(block.audio)) / total, 0.99))
 
-        speakers: list[str] = []
+        turns: list[Turn] = []
         if diarizer is not None:
-            from workers.engines.diarization import assign
-
             turns = diarizer.turns(options.get("speakers"))
-            assign(segments, turns)
             assign([word for seg in segments for word in seg["words"]], turns)
-            speakers = sorted(
-                {seg["speaker"] for seg in segments if "speaker" in seg}, key=lambda s: int(s[1:])
-            )
-        self._write(task, segments, language, probability, speakers)
+            assign(segments, turns)
+            segments = [part for seg in segments for part in _by_speaker(seg)]
+            for number, seg in enumerate(segments):
+                seg["id"] = number
+        self._write(task, segments, language, probability, turns)
         progress(1.0)
         return [
             ResultFile("caption.srt", "caption"),
@@ -143,7 +159,7 @@ class TranscriptionEngine:
         segments: list[dict[str, Any]],
         language: str | None,
         probability: float | None,
-        speakers: list[str],
+        turns: list[Turn],
     ) -> None:
         out: Path = task.out_dir
         lines = [f"[{s['speaker']}] {s['text']}" if "speaker" in s else s["text"] for s in segments]
@@ -152,7 +168,11 @@ class TranscriptionEngine:
             "language_probability": None if probability is None else round(probability, 4),
             "duration": round(task.duration, 3),
             "text": "\n".join(s["text"] for s in segments),
-            "speakers": speakers,
+            "speakers": sorted({speaker_label(t.speaker) for t in turns}, key=lambda label: int(label[1:])),
+            "turns": [
+                {"start": round(t.start, 3), "end": round(t.end, 3), "speaker": speaker_label(t.speaker)}
+                for t in turns
+            ],
             "segments": [{k: v for k, v in s.items() if k != "words"} for s in segments],
             "words": [word for s in segments for word in s["words"]],
         }
