@@ -3,8 +3,16 @@
 SHELL := bash
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Keeps pip on the CPU build of torch (see constraints.txt).
+# Keeps pip on torch's pinned version (see constraints.txt).
 PIP_INSTALL := $(BIN)/pip install --quiet --constraint constraints.txt
+# ... and on its CPU build: where PyTorch's CPU wheel index answers, pip finds torch 2.13.0+cpu there (a local
+# version sorts above PyPI's 2.13.0, whose Linux wheel pulls gigabytes of CUDA packages). Where it does not
+# answer (an offline machine with a local torch wheel on pip's find-links), pip takes that file. Evaluated
+# only when installing; TORCH_INDEX= (empty) skips the index altogether.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX_OPTION = $(if $(TORCH_INDEX),$(shell python3 -c "import urllib.request; \
+	urllib.request.urlopen('$(TORCH_INDEX)/torch/', timeout=5)" >/dev/null 2>&1 \
+	&& echo --extra-index-url $(TORCH_INDEX)))
 # Installed without its dependency list, which pulls triton (CUDA only); pyproject's engines extra has the rest.
 WHISPER := openai-whisper==20250625
 
@@ -12,7 +20,8 @@ WHISPER := openai-whisper==20250625
 
 $(BIN)/yinzi: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PIP_INSTALL) --editable '.[test,engines]'
+	@echo "torch: $(or $(TORCH_INDEX_OPTION),no CPU wheel index reachable; pip's own sources (a local wheel))"
+	$(PIP_INSTALL) $(TORCH_INDEX_OPTION) --editable '.[test,engines]'
 	$(PIP_INSTALL) --no-deps $(WHISPER)
 	@touch $@
 

@@ -136,9 +136,19 @@ async def test_malformed_bodies(client: TestClient, account: Account, raw: bytes
 
 
 async def test_wrong_content_type_is_415(client: TestClient, account: Account) -> None:
-    headers = {**account.headers, "Content-Type": "application/x-www-form-urlencoded"}
+    headers = {**account.headers, "Content-Type": "text/plain"}
     resp = await client.post(CREATE, data=json.dumps(order_body()), headers=headers)
     await assert_error(resp, 415, contains="application/json")
+    # A real form is refused too; only a JSON object labelled as a form (curl -d's default) is taken.
+    headers = {**account.headers, "Content-Type": "application/x-www-form-urlencoded"}
+    resp = await client.post(CREATE, data="orderType=extract-text", headers=headers)
+    await assert_error(resp, 415, contains="application/json")
+
+
+async def test_json_sent_as_curls_default_form_type_is_accepted(client: TestClient, account: Account) -> None:
+    headers = {**account.headers, "Content-Type": "application/x-www-form-urlencoded"}
+    resp = await client.post(CREATE, data=json.dumps(order_body()), headers=headers)
+    assert resp.status == 200, await resp.text()
 
 
 async def test_huge_body_is_413(client: TestClient, account: Account) -> None:

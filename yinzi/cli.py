@@ -1,5 +1,9 @@
 """The ``yinzi`` command: run the service and workers, manage users, keys and points.
 
+Every command works on one data directory: ``--data-dir``, else YINZI_DATA_DIR, else ./data. Administration
+commands refuse a directory without a database (only ``users create`` makes one), so running them from the
+wrong folder says so instead of showing an empty new database.
+
 yinzi serve [--host H] [--port P]        the API (and, without YINZI_REDIS_URL, the jobs too)
 yinzi worker                             an arq worker (needs YINZI_REDIS_URL)
 yinzi users create NAME [--points N]
@@ -18,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import multiprocessing
 import signal
 import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yinzi.db import Database, User
@@ -36,6 +42,11 @@ if TYPE_CHECKING:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yinzi", description="Self-hosted audio-processing order service.")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="database, results and secret key (YINZI_DATA_DIR, default ./data: the working directory's)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP API")
@@ -100,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"yinzi: {exc}", file=sys.stderr)
         return 2
+    if args.data_dir is not None:
+        settings = settings.replace(data_dir=args.data_dir)
     if args.command == "serve":
         settings = settings.replace(
             host=args.host or settings.host,
@@ -115,10 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         return _models_pull(settings, args.names or [settings.demucs_model, settings.whisper_model])
     handler = ADMIN[(args.command, args.action)]
+    where = settings.data_dir.resolve()
+    creates = (args.command, args.action) == ("users", "create")
+    if not settings.db_path.exists() and not creates:
+        # Opening would silently make a new, empty database wherever this command happens to run.
+        print(f"yinzi: no database in {where}: {DATA_DIR_HINT}", file=sys.stderr)
+        return 1
+    if not settings.db_path.exists():
+        print(f"creating a new database in {where}", file=sys.stderr)
     try:
         return asyncio.run(_with_db(settings, handler, args))
     except CommandError as exc:
-        print(f"yinzi: {exc}", file=sys.stderr)
+        print(f"yinzi: {exc} (data directory {where})", file=sys.stderr)
         return 1
 
 
@@ -157,6 +178,7 @@ def _serve_process(settings: Settings) -> None:
     from yinzi.app import create_app
 
     setup_logging()
+    logging.getLogger("yinzi").info("data directory: %s", settings.data_dir.resolve())
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -189,6 +211,10 @@ def _models_pull(settings: Settings, names: list[str]) -> int:
 
 
 # ---- administration ------------------------------------------------------------------------------------
+
+DATA_DIR_HINT = (
+    "run this where `yinzi serve` runs, or name its data directory with YINZI_DATA_DIR or --data-dir"
+)
 
 
 class CommandError(Exception):
