@@ -18,6 +18,7 @@ from yinzi.appkeys import DB, FETCHER, LIMITER, LINKS, POLICY, QUEUE, SETTINGS, 
 from yinzi.db import Database
 from yinzi.fetch import AddressPolicy, Fetcher
 from yinzi.links import LinkAnalyzer
+from yinzi.metrics import metrics_middleware
 from yinzi.middleware import envelope_middleware
 from yinzi.queue import ArqQueue, EmbeddedQueue, JobQueue, recover
 from yinzi.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -35,7 +36,9 @@ FIRST_KEY_HINT = (
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[envelope_middleware], client_max_size=settings.max_json_body)
+    app = web.Application(
+        middlewares=[metrics_middleware, envelope_middleware], client_max_size=settings.max_json_body
+    )
     app[SETTINGS] = settings
     app[POLICY] = AddressPolicy(settings.fetch_allow)
     app.cleanup_ctx.append(_database)

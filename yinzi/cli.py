@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.data_dir is not None:
         settings = settings.replace(data_dir=args.data_dir)
+    if args.command in ("serve", "worker"):
+        from yinzi.multiproc import use_metrics_dir
+
+        use_metrics_dir(settings.data_dir)  # before anything imports prometheus-client
     if args.command == "serve":
         settings = settings.replace(
             host=args.host or settings.host,

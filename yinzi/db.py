@@ -557,6 +557,14 @@ class Database:
         )
         return [(row["order_no"], row["priority"]) for row in rows]
 
+    async def queue_depth(self) -> list[tuple[str, str, int]]:
+        """(priority, waiting | running, count) of unfinished orders."""
+        rows = await self._all(
+            "SELECT priority, CASE status WHEN 'pending' THEN 'waiting' ELSE 'running' END AS state, "
+            "count(*) AS n FROM orders WHERE status IN ('pending', 'processing') GROUP BY 1, 2"
+        )
+        return [(row["priority"], row["state"], int(row["n"])) for row in rows]
+
     async def claim_order(self, order_no: str) -> Order | None:
         """Moves pending -> processing (or re-claims a processing order whose worker died).
 

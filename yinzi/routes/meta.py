@@ -1,4 +1,4 @@
-"""GET /healthz and GET /openapi.json."""
+"""GET /healthz, GET /metrics and GET /openapi.json."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from workers.probe import ffprobe_missing
 from yinzi.appkeys import DB, SETTINGS
 from yinzi.envelope import ok
 from yinzi.errors import ServiceUnavailable
+from yinzi.metrics import CONTENT_TYPE, exposition, queue_family
 from yinzi.openapi import openapi_document
 
 routes = web.RouteTableDef()
@@ -32,3 +33,10 @@ async def health(request: web.Request) -> web.Response:
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus' text format; the queue's depth is read from the database at each scrape."""
+    body = exposition([queue_family(await request.app[DB].queue_depth())])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
