@@ -502,6 +502,14 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text exposition format)",
+                    "operationId": "metrics",
+                    "security": [],
+                    "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}},
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
