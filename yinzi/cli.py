@@ -16,6 +16,7 @@ yinzi keys limit PREFIX N|default        requests per minute for one key
 yinzi keys revoke PREFIX
 yinzi points grant USER POINTS [--note TEXT]
 yinzi models pull [NAME...]              official Demucs / Whisper weights into YINZI_MODEL_DIR
+yinzi doctor [--offline]                 checks what orders need here and says how to fix what is missing
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
         "names", nargs="*", help="e.g. htdemucs, small, large-v3 (default: the configured models)"
     )
 
+    doctor = sub.add_parser("doctor", help="check this machine: tools, engines, models, services, network")
+    doctor.add_argument("--offline", action="store_true", help="skip the short-video platforms' check")
+
     points = sub.add_parser("points", help="manage points").add_subparsers(dest="action", required=True)
     grant = points.add_parser("grant", help="add points to a user (negative to remove)")
     grant.add_argument("user")
@@ -129,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
 
         run(settings)
         return 0
+    if args.command == "doctor":
+        from yinzi.doctor import doctor
+
+        return doctor(settings, network=not args.offline)
     if args.command == "models":
         return _models_pull(settings, args.names or [settings.demucs_model, settings.whisper_model])
     handler = ADMIN[(args.command, args.action)]
