@@ -16,7 +16,7 @@ TORCH_INDEX_OPTION = $(if $(TORCH_INDEX),$(shell python3 -c "import urllib.reque
 # Installed without its dependency list, which pulls triton (CUDA only); pyproject's engines extra has the rest.
 WHISPER := openai-whisper==20250625
 
-.PHONY: setup serve worker test lint bench ffmpeg redis
+.PHONY: setup serve worker test lint bench ffmpeg redis chromium
 
 $(BIN)/yinzi: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -38,7 +38,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint redis
+test: lint redis chromium
 	$(BIN)/pytest
 
 bench: setup redis
@@ -69,4 +69,14 @@ redis:
 	  echo "starting redis-server on 127.0.0.1:6379"; \
 	  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no; \
 	  for i in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && break; sleep 0.1; done; \
+	fi
+
+# The console's browser tests drive Debian's Chromium through Playwright (Playwright's own download is not used).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium"; apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "the browser tests need /usr/bin/chromium: sudo apt-get install -y chromium (they are skipped without it)"; \
+	  fi; \
 	fi

@@ -15,7 +15,7 @@ from aiohttp import web
 from workers.jobs import JobContext
 from workers.probe import ffprobe_missing
 from yinzi.appkeys import DB, FETCHER, LIMITER, LINKS, POLICY, QUEUE, SETTINGS, SIGNER
-from yinzi.console import docs
+from yinzi.console import docs, pages
 from yinzi.db import Database
 from yinzi.fetch import AddressPolicy, Fetcher
 from yinzi.links import LinkAnalyzer
@@ -52,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(files.routes)
     app.add_routes(meta.routes)
     docs.add_routes(app)
+    pages.add_routes(app)
     return app
 
 

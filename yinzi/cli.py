@@ -16,6 +16,7 @@ yinzi keys limit PREFIX N|default        requests per minute for one key
 yinzi keys revoke PREFIX
 yinzi points grant USER POINTS [--note TEXT]
 yinzi models pull [NAME...]              official Demucs / Whisper weights into YINZI_MODEL_DIR
+yinzi operators create|list|revoke [NAME]  tokens for the web console's operator pages
 yinzi doctor [--offline]                 checks what orders need here and says how to fix what is missing
 """
 
@@ -97,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         "names", nargs="*", help="e.g. htdemucs, small, large-v3 (default: the configured models)"
     )
 
+    ops = sub.add_parser("operators", help="operator tokens for the console's operator pages")
+    ops_actions = ops.add_subparsers(dest="action", required=True)
+    ops_actions.add_parser("create", help="a new token for NAME (shown once)").add_argument("name")
+    ops_actions.add_parser("list", help="operators' names")
+    ops_actions.add_parser("revoke", help="remove NAME's token").add_argument("name")
+
     doctor = sub.add_parser("doctor", help="check this machine: tools, engines, models, services, network")
     doctor.add_argument("--offline", action="store_true", help="skip the short-video platforms' check")
 
@@ -133,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
         run(settings)
         return 0
+    if args.command == "operators":
+        return _operators(settings, args)
     if args.command == "doctor":
         from yinzi.doctor import doctor
 
@@ -219,6 +228,22 @@ def _models_pull(settings: Settings, names: list[str]) -> int:
             )
             return 1
         print(f"{name}: ready in {where}")
+    return 0
+
+
+def _operators(settings: Settings, args: argparse.Namespace) -> int:
+    from yinzi.console import operators
+
+    where = settings.data_dir.resolve()
+    if args.action == "create":
+        print(operators.create(settings.data_dir, args.name))
+        print(f"(operator {args.name} in {where}; this token is shown only once)", file=sys.stderr)
+    elif args.action == "list":
+        for name in operators.names(settings.data_dir):
+            print(name)
+    elif not operators.revoke(settings.data_dir, args.name):
+        print(f"yinzi: no operator named {args.name!r} (data directory {where})", file=sys.stderr)
+        return 1
     return 0
 
 
