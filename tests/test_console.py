@@ -63,7 +63,11 @@ async def service(
     aiohttp_server: Callable[..., Any], engine_settings: Settings, platforms: TestServer
 ) -> TestServer:
     base = str(platforms.make_url("")).rstrip("/")
-    settings = engine_settings.replace(host_map={host: base for host in HOSTS})
+    # Real tiny Demucs for stems; a fixed script for text (a random Whisper's output is random, even empty).
+    settings = engine_settings.replace(
+        host_map={host: base for host in HOSTS},
+        engines={"extract-text": "tests.support.engines:ScriptEngine"},
+    )
     server: TestServer = await aiohttp_server(create_app(settings))
     return server
 
@@ -157,6 +161,9 @@ async def test_sign_in_upload_resume_transcript_and_seek(
         arg=[start],
     )
     await expect(target).to_have_class("current", timeout=10_000)
+    await expect(lines).to_have_count(3)
+    colours = [await line.locator(".spk").evaluate("el => el.style.background") for line in await lines.all()]
+    assert colours[0] == colours[2] != colours[1]  # one colour per speaker
     assert await player.evaluate("el => el.src.includes('/console/source/')")
 
     # The list shows it finished, without a reload.
