@@ -124,10 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.data_dir is not None:
         settings = settings.replace(data_dir=args.data_dir)
-    if args.command in ("serve", "worker"):
-        from yinzi.multiproc import use_metrics_dir
-
-        use_metrics_dir(settings.data_dir)  # before anything imports prometheus-client
     if args.command == "serve":
         settings = settings.replace(
             host=args.host or settings.host,
@@ -136,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return _serve(settings)
     if args.command == "worker":
+        if settings.redis_url:  # else run() says what is missing
+            _use_metrics_dir(settings)
         from workers.arq_worker import run
 
         run(settings)
@@ -164,8 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _use_metrics_dir(settings: Settings) -> None:
+    from yinzi.multiproc import use_metrics_dir
+
+    use_metrics_dir(settings.data_dir)  # before anything imports prometheus-client
+
+
 def _serve(settings: Settings) -> int:
     if settings.processes <= 1:
+        _use_metrics_dir(settings)
         _serve_process(settings)
         return 0
     if not settings.redis_url:
@@ -174,6 +179,7 @@ def _serve(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    _use_metrics_dir(settings)
     # Python serves one core per process; the kernel spreads connections over processes sharing the port.
     ctx = multiprocessing.get_context("spawn")
     children = [
