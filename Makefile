@@ -3,18 +3,27 @@
 SHELL := bash
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Keeps pip on the CPU build of torch (see constraints.txt).
+# Keeps pip on torch's pinned version (see constraints.txt).
 PIP_INSTALL := $(BIN)/pip install --quiet --constraint constraints.txt
+# ... and on its CPU build: where PyTorch's CPU wheel index answers, pip finds torch 2.13.0+cpu there (a local
+# version sorts above PyPI's 2.13.0, whose Linux wheel pulls gigabytes of CUDA packages). Where it does not
+# answer (an offline machine with a local torch wheel on pip's find-links), pip takes that file. Evaluated
+# only when installing; TORCH_INDEX= (empty) skips the index altogether.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX_OPTION = $(if $(TORCH_INDEX),$(shell python3 -c "import urllib.request; \
+	urllib.request.urlopen('$(TORCH_INDEX)/torch/', timeout=5)" >/dev/null 2>&1 \
+	&& echo --extra-index-url $(TORCH_INDEX)))
 # Installed without its dependency list, which pulls triton (CUDA only); pyproject's engines extra has the rest.
 WHISPER := openai-whisper==20250625
 # Only its trained speaker encoder (resemblyzer/pretrained.pt) is used; its dependencies (librosa, webrtcvad) are not.
 RESEMBLYZER := resemblyzer==0.1.4
 
-.PHONY: setup serve worker test lint bench ffmpeg redis
+.PHONY: setup serve worker test lint bench ffmpeg redis chromium
 
 $(BIN)/yinzi: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PIP_INSTALL) --editable '.[test,engines]'
+	@echo "torch: $(or $(TORCH_INDEX_OPTION),no CPU wheel index reachable; pip's own sources (a local wheel))"
+	$(PIP_INSTALL) $(TORCH_INDEX_OPTION) --editable '.[test,engines]'
 	$(PIP_INSTALL) --no-deps $(WHISPER) $(RESEMBLYZER)
 	@touch $@
 
@@ -31,7 +40,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint redis
+test: lint redis chromium
 	$(BIN)/pytest
 
 bench: setup redis
@@ -62,4 +71,14 @@ redis:
 	  echo "starting redis-server on 127.0.0.1:6379"; \
 	  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no; \
 	  for i in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && break; sleep 0.1; done; \
+	fi
+
+# The console's browser tests drive Debian's Chromium through Playwright (Playwright's own download is not used).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium"; apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "the browser tests need /usr/bin/chromium: sudo apt-get install -y chromium (they are skipped without it)"; \
+	  fi; \
 	fi

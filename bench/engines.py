@@ -1,7 +1,8 @@
 """Engines through the whole service, beside the bare library commands, on the same file and model.
 
 Weights are random (none can be downloaded here) but the architectures are the real ones, so the compute is
-what trained weights cost. Inputs are real recordings from ../shared/eval-audio, looped to the asked length.
+what trained weights cost. Inputs are real recordings from ../shared/eval-audio (or the folder named by
+YINZI_EVAL_AUDIO), looped to the asked length. It runs only inside a checkout, and says so elsewhere.
 
     python bench/engines.py demucs --seconds 60 300     htdemucs architecture vs `python -m demucs.separate`
     python bench/engines.py whisper --seconds 60 300    Whisper tiny architecture vs the `whisper` command
@@ -31,10 +32,31 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-EVAL = REPO.parent / "shared" / "eval-audio"
+# The recordings: YINZI_EVAL_AUDIO, or the eval-audio folder beside the checkout.
+EVAL = Path(os.environ.get("YINZI_EVAL_AUDIO") or REPO.parent / "shared" / "eval-audio")
 MUSIC = EVAL / "demucs_test.mp3"
 SPEECH = EVAL / "jfk.flac"
 BIN = Path(sys.executable).parent
+
+
+def layout_problem() -> str | None:
+    """What is missing for this benchmark to run, as a sentence, or None."""
+    if not (REPO / "tests" / "support" / "models.py").is_file() or not (REPO / "yinzi").is_dir():
+        return (
+            f"{REPO} is not a yinzi checkout, and this benchmark uses the tests' model helpers: "
+            "run it inside the repository as `python bench/engines.py ...`"
+        )
+    missing = [path.name for path in (MUSIC, SPEECH) if not path.is_file()]
+    if missing:
+        return (
+            f"the benchmark recordings are not in {EVAL} (missing {', '.join(missing)}): "
+            "set YINZI_EVAL_AUDIO to the folder that holds demucs_test.mp3 and jfk.flac"
+        )
+    return None
+
+
+if __name__ == "__main__" and (problem := layout_problem()):
+    sys.exit(f"bench/engines.py: {problem}")
 
 from tests.support.models import save_demucs, save_tiny_demucs, save_tiny_whisper, save_whisper  # noqa: E402
 from tests.support.processes import children_of, free_port, peak_rss_gib, wait_healthy  # noqa: E402

@@ -59,9 +59,10 @@ def test_users_keys_and_points(data_dir: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_errors_are_one_clear_line(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "users", "create", "bob", "--points", "5")
     code, _, err = run(capsys, "keys", "create", "nobody")
     assert code == 1 and "no user named 'nobody'" in err and "yinzi users create nobody" in err
-    run(capsys, "users", "create", "bob", "--points", "5")
+    assert f"(data directory {data_dir.resolve()})" in err and err.count("\n") == 1
     code, _, err = run(capsys, "users", "create", "bob")
     assert code == 1 and "already exists" in err
     code, _, err = run(capsys, "points", "grant", "bob", "-6")
@@ -103,3 +104,20 @@ def test_models_pull_fails_in_one_clear_line_offline(
     code, _, err = run(capsys, "models", "pull", "tiny")
     assert code == 1 and err.startswith("yinzi: cannot download tiny:") and err.count("\n") == 1
     assert not (data_dir / "models" / "whisper" / "tiny.pt").exists()
+
+
+def test_a_directory_without_a_database_is_named_not_silently_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("YINZI_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # somewhere without ./data, as when run from the wrong folder
+    code, out, err = run(capsys, "users", "list")
+    assert code == 1 and out == ""
+    assert f"no database in {tmp_path / 'data'}" in err and "YINZI_DATA_DIR" in err and "--data-dir" in err
+    assert not (tmp_path / "data").exists()
+
+    served = tmp_path / "elsewhere"
+    code, _, err = run(capsys, "--data-dir", str(served), "users", "create", "carol", "--points", "3")
+    assert code == 0 and f"creating a new database in {served}" in err
+    code, out, _ = run(capsys, "--data-dir", str(served), "users", "list")
+    assert code == 0 and out == "carol\t3\n"

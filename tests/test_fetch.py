@@ -88,6 +88,8 @@ async def test_literal_private_addresses_are_refused_at_create(
     )
     body = await resp.json()
     assert resp.status == 400 and "is not a public address" in body["msg"], body
+    # ... and says what to do instead: upload the file, or allow the address.
+    assert "/api/open/v1/uploads" in body["msg"] and "YINZI_FETCH_ALLOW" in body["msg"], body
     assert await client.app[DB].unfinished_orders() == []
 
 

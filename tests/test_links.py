@@ -196,6 +196,19 @@ async def test_a_platform_that_does_not_answer_times_out(
     assert (await analyze_ok(client, account, "https://v.kuaishou.com/Kx1"))["platform"] == "kuaishou"
 
 
+async def test_a_platform_that_cannot_be_reached_is_504_not_502(
+    make_client: Callable[[Settings], Any], link_settings: Settings
+) -> None:
+    # A name that never resolves (the .invalid top-level domain is reserved for that).
+    unresolvable = {**link_settings.host_map, "v.douyin.com": "http://nowhere.invalid"}
+    client = await make_client(link_settings.replace(host_map=unresolvable))
+    account = await add_account(client.app[DB])
+    status, body = await analyze(client, account, "https://v.douyin.com/Abc123/")
+    assert status == 504, body
+    assert body["msg"].startswith("douyin: could not reach nowhere.invalid: the name does not resolve (DNS")
+    assert await client.app[DB].balance(account.user_id) == 1000
+
+
 @pytest.mark.parametrize(
     ("body", "msg"),
     [

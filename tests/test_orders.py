@@ -118,7 +118,8 @@ async def test_bad_media_fails_with_reason_and_costs_nothing(
     assert status == 200
     data = body["data"]
     assert data["status"] == "failed" and data["cost"] == 0 and data["payStatus"] == "free"
-    assert data["stuffs"] == [] and data["balance"] == 1000
+    assert data["stuffs"] == [] and data["balance"] == 1000 and data["progress"] == 100
+    assert str(client.app[SETTINGS].data_dir) not in data["reason"]  # no server paths in reasons
     assert not (client.app[SETTINGS].work_dir / order_no).exists()
 
 

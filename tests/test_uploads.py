@@ -160,6 +160,7 @@ async def test_completion_checks_size_hash_and_media(
     await put(client, fake["uploadUrl"], text)
     status, body = await complete(client, account, fake["uploadId"])
     assert status == 415 and body["msg"].startswith("unsupported media")
+    assert fake["uploadId"] not in body["msg"] and "/" not in body["msg"], body  # no server path shown
 
 
 @pytest.mark.parametrize(

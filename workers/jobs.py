@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workers.engine_host import EnginePool
-from workers.engines import EngineTask
+from workers.engines import EngineTask, engine_spec
 from workers.probe import probe
 from workers.sweeper import Sweeper
 from yinzi.db import Database, Order, ResultFile
@@ -24,6 +25,7 @@ from yinzi.errors import OrderFailed, OrderTimedOut
 from yinzi.fetch import Fetcher, download
 from yinzi.links import LinkAnalyzer
 from yinzi.logs import order_context
+from yinzi.metrics import ORDERS_ENDED, engine_name, observe_engine, reason_kind
 from yinzi.pricing import order_cost
 from yinzi.settings import Settings
 
@@ -98,10 +100,12 @@ async def _process(ctx: JobContext, order: Order) -> str:
             # Gone before the order is marked done: a terminal order never leaves work files behind.
             await asyncio.to_thread(shutil.rmtree, work, True)
         if ended is not None:
-            await ctx.db.end_order(order_no, ended.status, ended.reason)
+            if await ctx.db.end_order(order_no, ended.status, ended.reason):
+                ORDERS_ENDED.labels(order.order_type, ended.status, reason_kind(ended.reason)).inc()
             log.warning("%s: %s", ended.status, ended.reason)
             return ended.status
-        await ctx.db.finish_order(order_no, *done)
+        if await ctx.db.finish_order(order_no, *done):
+            ORDERS_ENDED.labels(order.order_type, "finish", "none").inc()
         log.info("finished")
         return "finish"
 
@@ -140,7 +144,10 @@ async def _run(ctx: JobContext, order: Order, work: Path) -> tuple[int, float, l
         cache_dir=settings.cache_dir,
         options=options,
     )
+    started = time.monotonic()
     results = await ctx.engines.run(task, on_progress, settings.engine_timeout(media.duration))
+    engine = engine_name(order.order_type, engine_spec(order.order_type, settings.engines))
+    observe_engine(engine, model, time.monotonic() - started, media.duration)
     missing = [r.name for r in results if not (out_dir / r.name).is_file()]
     if not results or missing:
         raise OrderFailed(f"engine produced no output ({', '.join(missing) or 'empty result'})")

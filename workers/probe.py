@@ -55,7 +55,9 @@ async def probe(path: Path, ffprobe: str = "ffprobe") -> MediaInfo:
         await proc.wait()
         raise OrderFailed("unsupported media: ffprobe could not read the file in time") from None
     if proc.returncode != 0:
-        detail = err.decode(errors="replace").strip().splitlines()
+        # ffprobe starts its complaint with the file's path: a server detail the client must not see.
+        text = err.decode(errors="replace").replace(f"{path}: ", "").replace(str(path), "the file")
+        detail = text.strip().splitlines()
         raise OrderFailed(f"unsupported media: {detail[-1] if detail else 'not an audio or video file'}")
     info = json.loads(out or b"{}")
     streams = info.get("streams", [])

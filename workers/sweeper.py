@@ -28,6 +28,7 @@ from yinzi.db import WebhookDelivery
 from yinzi.errors import ServiceUnavailable
 from yinzi.fetch import BlockedAddress, FetchError
 from yinzi.idempotency import TTL_S as IDEMPOTENCY_TTL_S
+from yinzi.metrics import WEBHOOK_DELIVERIES
 
 if TYPE_CHECKING:
     from workers.jobs import JobContext
@@ -152,6 +153,9 @@ class Sweeper:
             delivered=delivered,
             retry_at=retry_at,
         )
+        WEBHOOK_DELIVERIES.labels(
+            "delivered" if delivered else "retry" if retry_at is not None else "gave_up"
+        ).inc()
         if not delivered:
             log.warning(
                 "webhook for %s, attempt %d: %s%s",

@@ -15,9 +15,11 @@ from aiohttp import web
 from workers.jobs import JobContext
 from workers.probe import ffprobe_missing
 from yinzi.appkeys import DB, FETCHER, LIMITER, LINKS, POLICY, QUEUE, SETTINGS, SIGNER
+from yinzi.console import docs, pages
 from yinzi.db import Database
 from yinzi.fetch import AddressPolicy, Fetcher
 from yinzi.links import LinkAnalyzer
+from yinzi.metrics import metrics_middleware
 from yinzi.middleware import envelope_middleware
 from yinzi.queue import ArqQueue, EmbeddedQueue, JobQueue, recover
 from yinzi.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -35,7 +37,9 @@ FIRST_KEY_HINT = (
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[envelope_middleware], client_max_size=settings.max_json_body)
+    app = web.Application(
+        middlewares=[metrics_middleware, envelope_middleware], client_max_size=settings.max_json_body
+    )
     app[SETTINGS] = settings
     app[POLICY] = AddressPolicy(settings.fetch_allow)
     app.cleanup_ctx.append(_database)
@@ -47,6 +51,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(uploads.routes)
     app.add_routes(files.routes)
     app.add_routes(meta.routes)
+    docs.add_routes(app)
+    pages.add_routes(app)
     return app
 
 

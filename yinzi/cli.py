@@ -1,5 +1,9 @@
 """The ``yinzi`` command: run the service and workers, manage users, keys and points.
 
+Every command works on one data directory: ``--data-dir``, else YINZI_DATA_DIR, else ./data. Administration
+commands refuse a directory without a database (only ``users create`` makes one), so running them from the
+wrong folder says so instead of showing an empty new database.
+
 yinzi serve [--host H] [--port P]        the API (and, without YINZI_REDIS_URL, the jobs too)
 yinzi worker                             an arq worker (needs YINZI_REDIS_URL)
 yinzi users create NAME [--points N]
@@ -14,12 +18,15 @@ yinzi points grant USER POINTS [--note TEXT]
 yinzi models pull [NAME...] [--engine E]  official Demucs / Whisper weights into YINZI_MODEL_DIR
 yinzi models add PATH [--name NAME]       a CTranslate2 Whisper folder or a whisper .pt already on disk
 yinzi models list                         what is installed, for which engine
+yinzi operators create|list|revoke [NAME]  tokens for the web console's operator pages
+yinzi doctor [--offline]                 checks what orders need here and says how to fix what is missing
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import multiprocessing
 import signal
 import sqlite3
@@ -39,6 +46,11 @@ if TYPE_CHECKING:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yinzi", description="Self-hosted audio-processing order service.")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="database, results and secret key (YINZI_DATA_DIR, default ./data: the working directory's)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP API")
@@ -97,6 +109,15 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--name", help="the model's name in orders (default: the folder's or file's name)")
     models.add_parser("list", help="the installed models and the engine each serves")
 
+    ops = sub.add_parser("operators", help="operator tokens for the console's operator pages")
+    ops_actions = ops.add_subparsers(dest="action", required=True)
+    ops_actions.add_parser("create", help="a new token for NAME (shown once)").add_argument("name")
+    ops_actions.add_parser("list", help="operators' names")
+    ops_actions.add_parser("revoke", help="remove NAME's token").add_argument("name")
+
+    doctor = sub.add_parser("doctor", help="check this machine: tools, engines, models, services, network")
+    doctor.add_argument("--offline", action="store_true", help="skip the short-video platforms' check")
+
     points = sub.add_parser("points", help="manage points").add_subparsers(dest="action", required=True)
     grant = points.add_parser("grant", help="add points to a user (negative to remove)")
     grant.add_argument("user")
@@ -112,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"yinzi: {exc}", file=sys.stderr)
         return 2
+    if args.data_dir is not None:
+        settings = settings.replace(data_dir=args.data_dir)
     if args.command == "serve":
         settings = settings.replace(
             host=args.host or settings.host,
@@ -120,22 +143,45 @@ def main(argv: list[str] | None = None) -> int:
         )
         return _serve(settings)
     if args.command == "worker":
+        if settings.redis_url:  # else run() says what is missing
+            _use_metrics_dir(settings)
         from workers.arq_worker import run
 
         run(settings)
         return 0
+    if args.command == "operators":
+        return _operators(settings, args)
+    if args.command == "doctor":
+        from yinzi.doctor import doctor
+
+        return doctor(settings, network=not args.offline)
     if args.command == "models":
         return MODELS[args.action](settings, args)
     handler = ADMIN[(args.command, args.action)]
+    where = settings.data_dir.resolve()
+    creates = (args.command, args.action) == ("users", "create")
+    if not settings.db_path.exists() and not creates:
+        # Opening would silently make a new, empty database wherever this command happens to run.
+        print(f"yinzi: no database in {where}: {DATA_DIR_HINT}", file=sys.stderr)
+        return 1
+    if not settings.db_path.exists():
+        print(f"creating a new database in {where}", file=sys.stderr)
     try:
         return asyncio.run(_with_db(settings, handler, args))
     except CommandError as exc:
-        print(f"yinzi: {exc}", file=sys.stderr)
+        print(f"yinzi: {exc} (data directory {where})", file=sys.stderr)
         return 1
+
+
+def _use_metrics_dir(settings: Settings) -> None:
+    from yinzi.multiproc import use_metrics_dir
+
+    use_metrics_dir(settings.data_dir)  # before anything imports prometheus-client
 
 
 def _serve(settings: Settings) -> int:
     if settings.processes <= 1:
+        _use_metrics_dir(settings)
         _serve_process(settings)
         return 0
     if not settings.redis_url:
@@ -144,6 +190,7 @@ def _serve(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    _use_metrics_dir(settings)
     # Python serves one core per process; the kernel spreads connections over processes sharing the port.
     ctx = multiprocessing.get_context("spawn")
     children = [
@@ -169,6 +216,7 @@ def _serve_process(settings: Settings) -> None:
     from yinzi.app import create_app
 
     setup_logging()
+    logging.getLogger("yinzi").info("data directory: %s", settings.data_dir.resolve())
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -234,7 +282,27 @@ MODELS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 }
 
 
+def _operators(settings: Settings, args: argparse.Namespace) -> int:
+    from yinzi.console import operators
+
+    where = settings.data_dir.resolve()
+    if args.action == "create":
+        print(operators.create(settings.data_dir, args.name))
+        print(f"(operator {args.name} in {where}; this token is shown only once)", file=sys.stderr)
+    elif args.action == "list":
+        for name in operators.names(settings.data_dir):
+            print(name)
+    elif not operators.revoke(settings.data_dir, args.name):
+        print(f"yinzi: no operator named {args.name!r} (data directory {where})", file=sys.stderr)
+        return 1
+    return 0
+
+
 # ---- administration ------------------------------------------------------------------------------------
+
+DATA_DIR_HINT = (
+    "run this where `yinzi serve` runs, or name its data directory with YINZI_DATA_DIR or --data-dir"
+)
 
 
 class CommandError(Exception):

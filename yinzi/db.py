@@ -557,6 +557,38 @@ class Database:
         )
         return [(row["order_no"], row["priority"]) for row in rows]
 
+    async def orders_of(self, user_id: int, limit: int) -> list[Order]:
+        """A user's newest orders first."""
+        rows = await self._all(
+            "SELECT * FROM orders WHERE user_id = ? ORDER BY id DESC LIMIT ?", (user_id, limit)
+        )
+        return [Order.from_row(row) for row in rows]
+
+    async def active_orders(self, limit: int) -> list[tuple[Order, str]]:
+        """Unfinished orders, oldest first, with their owner's name: the queue as an operator sees it."""
+        rows = await self._all(
+            "SELECT o.*, u.name AS owner_name FROM orders o JOIN users u ON u.id = o.user_id "
+            "WHERE o.status IN ('pending', 'processing') ORDER BY o.id LIMIT ?",
+            (limit,),
+        )
+        return [(Order.from_row(row), str(row["owner_name"])) for row in rows]
+
+    async def recent_failures(self, since: float, limit: int) -> list[Order]:
+        rows = await self._all(
+            "SELECT * FROM orders WHERE status IN ('failed', 'timeout') AND finished_at >= ? "
+            "ORDER BY finished_at DESC LIMIT ?",
+            (since, limit),
+        )
+        return [Order.from_row(row) for row in rows]
+
+    async def queue_depth(self) -> list[tuple[str, str, int]]:
+        """(priority, waiting | running, count) of unfinished orders."""
+        rows = await self._all(
+            "SELECT priority, CASE status WHEN 'pending' THEN 'waiting' ELSE 'running' END AS state, "
+            "count(*) AS n FROM orders WHERE status IN ('pending', 'processing') GROUP BY 1, 2"
+        )
+        return [(row["priority"], row["state"], int(row["n"])) for row in rows]
+
     async def claim_order(self, order_no: str) -> Order | None:
         """Moves pending -> processing (or re-claims a processing order whose worker died).
 

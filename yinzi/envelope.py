@@ -9,6 +9,9 @@ from aiohttp import web
 
 from yinzi.errors import BadRequest, UnsupportedMediaType
 
+# What curl -d sends when no Content-Type is given.
+FORM_TYPE = "application/x-www-form-urlencoded"
+
 
 def ok(data: Any) -> web.Response:
     return web.json_response({"code": 0, "data": data, "msg": "success"})
@@ -20,13 +23,19 @@ def error(status: int, msg: str) -> web.Response:
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object. Size is capped by the app's client_max_size (413 past it)."""
-    # aiohttp reports a missing Content-Type as application/octet-stream; such bodies are parsed as JSON.
+    # aiohttp reports a missing Content-Type as application/octet-stream; such bodies are parsed as JSON. So is
+    # curl's default for -d (a form type): a body that is a JSON object is unambiguous, whatever its label.
     content_type = request.content_type
+    labelled_form = content_type == FORM_TYPE
     if not (
-        content_type in ("application/json", "application/octet-stream") or content_type.endswith("+json")
+        content_type in ("application/json", "application/octet-stream")
+        or content_type.endswith("+json")
+        or labelled_form
     ):
         raise UnsupportedMediaType(f"Content-Type must be application/json, not {content_type}")
     raw = await request.read()
+    if labelled_form and not raw.lstrip().startswith(b"{"):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, not a {FORM_TYPE} form")
     if not raw.strip():
         raise BadRequest("request body is empty: send a JSON object")
     try:

@@ -38,6 +38,13 @@ class BlockedAddress(Exception):
     """A URL points at an address we refuse to fetch."""
 
 
+# Said with every refusal of a media address: the two ways a local file gets processed after all.
+LOCAL_FILE_HINT = (
+    "for a file on your own machine, upload it (POST /api/open/v1/uploads, then stuff.uploadId); "
+    "an operator can let the service fetch from private addresses with YINZI_FETCH_ALLOW"
+)
+
+
 class AddressPolicy:
     def __init__(self, allow: Iterable[str] = ()) -> None:
         self._networks: list[IPNetwork] = []
@@ -236,7 +243,7 @@ async def download(
                 await _stream_to(resp, dest, max_bytes, too_large)
                 return dest
     except BlockedAddress as exc:
-        raise OrderFailed(f"refused to fetch pathKey: {exc}") from None
+        raise OrderFailed(f"refused to fetch pathKey: {exc} ({LOCAL_FILE_HINT})") from None
     except FetchError as exc:
         raise OrderFailed(f"download failed: {exc}") from None
     except aiohttp.ServerTimeoutError:  # a TimeoutError too, so it is caught first
@@ -245,7 +252,7 @@ async def download(
         raise OrderFailed(f"download timed out after {total_timeout:g} s") from None
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.__cause__, BlockedAddress):
-            raise OrderFailed(f"refused to fetch pathKey: {exc.__cause__}") from None
+            raise OrderFailed(f"refused to fetch pathKey: {exc.__cause__} ({LOCAL_FILE_HINT})") from None
         raise OrderFailed(f"could not connect to {exc.host}:{exc.port}: {exc.strerror or exc}") from None
     except aiohttp.ClientError as exc:
         raise OrderFailed(f"download failed: {type(exc).__name__}: {exc}") from None

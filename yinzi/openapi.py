@@ -527,6 +527,30 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness for load balancers: the database and the job queue answer",
+                    "operationId": "ready",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "ready",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
+                            },
+                        },
+                        "503": _error("not ready: the database or the job queue does not answer"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text exposition format)",
+                    "operationId": "metrics",
+                    "security": [],
+                    "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}},
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "This document",

@@ -16,7 +16,7 @@ from typing import Any
 from yinzi.db import Order
 from yinzi.envelope import reject_unknown
 from yinzi.errors import BadRequest
-from yinzi.fetch import AddressPolicy, BlockedAddress
+from yinzi.fetch import LOCAL_FILE_HINT, AddressPolicy, BlockedAddress
 from yinzi.links import is_single_url, link_in
 from yinzi.pricing import PRIORITIES
 from yinzi.settings import ORDER_TYPES
@@ -162,7 +162,7 @@ def _upload_id(value: Any, field: str) -> str:
     return value
 
 
-def _url(value: Any, field: str, policy: AddressPolicy) -> str:
+def _url(value: Any, field: str, policy: AddressPolicy, hint: str = "") -> str:
     if not isinstance(value, str):
         raise BadRequest(f"{field} must be a string")
     if len(value) > MAX_URL_LENGTH:
@@ -170,7 +170,7 @@ def _url(value: Any, field: str, policy: AddressPolicy) -> str:
     try:
         policy.check_url(value)
     except BlockedAddress as exc:
-        raise BadRequest(f"{field}: {exc}") from None
+        raise BadRequest(f"{field}: {exc}{hint}") from None
     except ValueError:
         raise BadRequest(f"{field} must be an http or https URL") from None
     return value
@@ -213,7 +213,7 @@ def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
         if link is None:
             raise BadRequest("stuff.pathKey must be an http or https URL, or a share text containing one")
         path_key = str(link)
-    return request({**stuff, "pathKey": _url(path_key, "stuff.pathKey", policy)})
+    return request({**stuff, "pathKey": _url(path_key, "stuff.pathKey", policy, f" ({LOCAL_FILE_HINT})")})
 
 
 def parse_calculate(body: dict[str, Any], max_duration: int) -> PriceRequest:
@@ -256,7 +256,8 @@ def query_view(order: Order, balance: int, file_url: Callable[[str], str]) -> di
         "orderType": order.order_type,
         "status": order.status,
         "payStatus": order.pay_status,
-        "progress": order.progress,
+        # An ended order has nothing more to do, whatever its status: a failed one must not look stuck at 5.
+        "progress": 100 if order.terminal else order.progress,
         "cost": order.cost if charged else 0,
         "reason": order.reason,
         "stuffs": [{"name": r.name, "business": r.business, "url": file_url(r.name)} for r in order.results]

@@ -39,6 +39,9 @@ LIGHTNING_HEAD_START_MS = 3600 * 1000
 class JobQueue(Protocol):
     async def enqueue(self, order_no: str, priority: str = "queue") -> None: ...
 
+    async def ping(self) -> None:
+        """Raises ServiceUnavailable when orders could not be enqueued now."""
+
     async def close(self) -> None: ...
 
 
@@ -67,6 +70,9 @@ class EmbeddedQueue:
         if order_no not in self._queued:
             self._queued.add(order_no)
             self._pending.put_nowait((0 if priority == "lightning" else 1, next(self._arrivals), order_no))
+
+    async def ping(self) -> None:
+        return None  # in this process: there whenever the process is
 
     async def _work(self) -> None:
         while True:
@@ -113,6 +119,12 @@ class ArqQueue:
         except (OSError, RedisError) as exc:
             log.error("enqueue of %s failed: %s", order_no, exc)
             raise ServiceUnavailable("the job queue is unavailable right now; please retry shortly") from None
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except (OSError, RedisError) as exc:
+            raise ServiceUnavailable(f"not ready: the job queue (Redis) is unreachable: {exc}") from None
 
     async def close(self) -> None:
         await self._redis.aclose()

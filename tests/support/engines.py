@@ -54,3 +54,43 @@ class CopyEngine:
         }
         (task.out_dir / "engine.json").write_text(json.dumps(seen))
         return [ResultFile("audio.wav", "audio"), ResultFile("engine.json", "info")]
+
+
+class ScriptEngine:
+    """A transcription stand-in with a fixed script: three timed lines by two speakers over the media, in the
+    files and shapes the Whisper engine writes, so pages can be tested without random-model output."""
+
+    def __init__(self, model_dir: Path) -> None:
+        pass
+
+    def run(self, task: EngineTask, progress: Progress) -> list[ResultFile]:
+        third = task.duration / 3
+        segments = [
+            {"start": round(i * third, 2), "end": round((i + 1) * third, 2), "text": text, "speaker": speaker}
+            for i, (text, speaker) in enumerate(
+                [
+                    (" Good morning.", "SPEAKER_00"),
+                    (" Morning! Shall we start?", "SPEAKER_01"),
+                    (" Yes.", "SPEAKER_00"),
+                ]
+            )
+        ]
+        progress(1.0)
+        text = "".join(s["text"] for s in segments).strip()
+        (task.out_dir / "transcript.json").write_text(
+            json.dumps(
+                {"language": "en", "duration": task.duration, "text": text, "segments": segments, "words": []}
+            )
+        )
+        (task.out_dir / "transcript.txt").write_text(text + "\n")
+        (task.out_dir / "caption.srt").write_text(
+            "".join(
+                f"{i + 1}\n00:00:00,000 --> 00:00:01,000\n{s['text'].strip()}\n\n"
+                for i, s in enumerate(segments)
+            )
+        )
+        return [
+            ResultFile("caption.srt", "caption"),
+            ResultFile("transcript.txt", "text"),
+            ResultFile("transcript.json", "json"),
+        ]

@@ -8,6 +8,7 @@ affects the others. Used by ``short-video/analyze`` in the API and by jobs whose
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import PurePosixPath
 
 import aiohttp
@@ -87,11 +88,17 @@ class LinkAnalyzer:
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.__cause__, BlockedAddress):
                 raise BadRequest(f"{resolver.name}: refused to fetch: {exc.__cause__}") from None
-            raise LinkFailed(
-                resolver.name, f"could not connect to {exc.host}: {exc.strerror or exc}"
-            ) from None
+            # Not reached at all (no DNS answer, connection refused): 504 like a platform that does not
+            # answer; 502 is kept for a platform that answered.
+            raise LinkFailed(resolver.name, unreachable(exc), status=504) from None
         except aiohttp.ClientError as exc:
             raise LinkFailed(resolver.name, f"network error: {type(exc).__name__}: {exc}") from None
+
+
+def unreachable(exc: aiohttp.ClientConnectorError) -> str:
+    if isinstance(exc.os_error, socket.gaierror):
+        return f"could not reach {exc.host}: the name does not resolve (DNS: {exc.os_error.strerror})"
+    return f"could not reach {exc.host}: {exc.strerror or exc}"
 
 
 def _dedicated(url: URL) -> Resolver | None:

@@ -53,6 +53,16 @@ class YtDlp:
         return await asyncio.to_thread(extract, str(url), client.options, client.user_agent, policy)
 
 
+# How yt-dlp's messages say that a site's name did not resolve or nothing answered on its address.
+UNREACHABLE_SIGNS = (
+    "Failed to resolve",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "No address associated with hostname",
+    "Connection refused",
+)
+
+
 def extract(url: str, options: PlatformOptions, user_agent: str, policy: AddressPolicy) -> VideoInfo:
     import yt_dlp
     from yt_dlp.utils import DownloadError, UnsupportedError
@@ -82,7 +92,10 @@ def extract(url: str, options: PlatformOptions, user_agent: str, policy: Address
         cause = exc.exc_info[1] if exc.exc_info else None
         if isinstance(cause, UnsupportedError):
             raise UnsupportedLink("no supported platform and no video found on the page") from None
-        raise LinkFailed("ytdlp", str(exc.msg or exc).removeprefix("ERROR: ")) from None
+        msg = str(exc.msg or exc).removeprefix("ERROR: ")
+        # yt-dlp reports an unreachable site in its message only; that is a 504 (no answer), not a 502.
+        status = 504 if any(sign in msg for sign in UNREACHABLE_SIGNS) else None
+        raise LinkFailed("ytdlp", msg, status=status) from None
     return _video_info(info)
 
 

@@ -12,6 +12,7 @@ from yinzi.db import User
 from yinzi.envelope import ok, read_json_object
 from yinzi.errors import BadRequest, InsufficientBalance, NotFound, ServiceUnavailable
 from yinzi.idempotency import idempotent
+from yinzi.metrics import ORDERS_CREATED, ORDERS_ENDED, reason_kind
 from yinzi.orders import created_view, new_order_no, parse_calculate, parse_create, query_view
 from yinzi.pricing import billed_minutes, order_cost
 from yinzi.routes import public_base
@@ -46,11 +47,14 @@ async def _create(app: web.Application, user: User, body: dict[str, Any]) -> web
     )
     if admitted is None:
         raise InsufficientBalance()
+    ORDERS_CREATED.labels(order.order_type, order.priority).inc()
     if admitted:  # else it waits, pending, until one of the user's running orders ends
         try:
             await app[QUEUE].enqueue(order_no, order.priority)
         except ServiceUnavailable:
-            await db.end_order(order_no, "failed", "the job queue was unavailable when the order was created")
+            reason = "the job queue was unavailable when the order was created"
+            if await db.end_order(order_no, "failed", reason):
+                ORDERS_ENDED.labels(order.order_type, "failed", reason_kind(reason)).inc()
             raise
     return ok(created_view(order_no, order))
 

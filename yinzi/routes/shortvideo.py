@@ -9,6 +9,7 @@ from yinzi.appkeys import DB, LINKS, SETTINGS
 from yinzi.envelope import ok, read_json_object, reject_unknown
 from yinzi.errors import BadRequest, InsufficientBalance, YinziError
 from yinzi.links import LinkFailed
+from yinzi.metrics import ANALYSES
 
 routes = web.RouteTableDef()
 
@@ -37,7 +38,9 @@ async def analyze(request: web.Request) -> web.Response:
     except YinziError as exc:
         platform = exc.platform if isinstance(exc, LinkFailed) else None
         await db.record_analysis(user.id, link, platform, 0, exc.msg)  # failed calls are kept, and free
+        ANALYSES.labels(platform or "none", f"http_{exc.status}").inc()
         raise
     # Charged in the transaction that records the call; a balance spent meanwhile gets 402 and no charge.
     balance = await db.record_analysis(user.id, link, info.platform, price)
+    ANALYSES.labels(info.platform, "ok").inc()
     return ok({**info.view(), "balance": balance})

@@ -41,6 +41,7 @@ from yinzi.errors import (
     UnsupportedMediaType,
 )
 from yinzi.fetch import human_bytes
+from yinzi.metrics import UPLOAD_BYTES
 from yinzi.routes import public_base
 
 routes = web.RouteTableDef()
@@ -200,6 +201,7 @@ async def _receive(request: web.Request, f: BinaryIO, start: int, end: int) -> N
             except OSError as exc:
                 raise ServiceUnavailable(f"the server could not store the upload: {exc.strerror}") from None
             written += len(chunk)
+            UPLOAD_BYTES.inc(len(chunk))
     finally:
         f.flush()  # whatever arrived before a broken connection counts: the client resumes after it
 
