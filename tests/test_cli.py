@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from workers.engines.models import list_installed
 from yinzi.cli import main
 from yinzi.db import Database
+from yinzi.settings import WHISPER_ENGINES
 
 
 @pytest.fixture
@@ -90,9 +92,11 @@ def test_several_api_processes_need_redis(data_dir: Path, capsys: pytest.Capture
     assert code == 2 and "needs YINZI_REDIS_URL" in err
 
 
+@pytest.mark.parametrize("engine", WHISPER_ENGINES)
 def test_models_pull_fails_in_one_clear_line_offline(
-    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, engine: str
 ) -> None:
+    monkeypatch.setenv("YINZI_WHISPER_ENGINE", engine)
     code, _, err = run(capsys, "models", "pull", "klingon")
     assert code == 2 and "unknown model 'klingon'" in err and "htdemucs" in err and "large-v3" in err
 
@@ -103,7 +107,9 @@ def test_models_pull_fails_in_one_clear_line_offline(
     monkeypatch.setattr(socket, "getaddrinfo", offline)
     code, _, err = run(capsys, "models", "pull", "tiny")
     assert code == 1 and err.startswith("yinzi: cannot download tiny:") and err.count("\n") == 1
-    assert not (data_dir / "models" / "whisper" / "tiny.pt").exists()
+    assert "yinzi models add PATH" in err
+    # nothing half-downloaded is left to look installed
+    assert list_installed(data_dir / "models") == [] and not list(data_dir.rglob("*.partial"))
 
 
 def test_a_directory_without_a_database_is_named_not_silently_created(

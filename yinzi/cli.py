@@ -241,8 +241,9 @@ def _models_pull(settings: Settings, args: argparse.Namespace) -> int:
         try:
             where = pull(name, settings.models_dir, engine)
         except OSError as exc:  # URLError, socket and hub connection errors are OSErrors
+            reason = " ".join(str(getattr(exc, "reason", exc)).split())
             print(
-                f"yinzi: cannot download {name}: {getattr(exc, 'reason', exc)} (is this machine online? "
+                f"yinzi: cannot download {name}: {reason} (is this machine online? "
                 "Weights already on disk install with `yinzi models add PATH`)",
                 file=sys.stderr,
             )

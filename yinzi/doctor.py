@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workers.engines import BUILTIN_ENGINES, EngineUnavailable, check_installed, engine_spec
-from workers.engines.models import demucs_repo, whisper_checkpoint
+from workers.engines.models import ct2_folder, demucs_repo, whisper_checkpoint
 from yinzi.fetch import Fetcher
 from yinzi.metrics import engine_name
 from yinzi.settings import GIB, ORDER_TYPES, Settings
@@ -39,7 +39,20 @@ PLATFORM_PAGES = {
 SEPARATION = "workers.engines.separation:SeparationEngine"
 TRANSCRIPTION = "workers.engines.transcription:TranscriptionEngine"
 # What a built-in engine imports only when it loads a model; importing them here is the real check.
-LIBRARIES = {SEPARATION: ("torch", "demucs.pretrained"), TRANSCRIPTION: ("torch", "whisper")}
+WHISPER_LIBRARIES = {
+    "faster-whisper": ("ctranslate2", "faster_whisper"),
+    "openai-whisper": ("torch", "whisper"),
+}
+
+
+def libraries(settings: Settings, spec: str) -> tuple[str, ...]:
+    if spec == SEPARATION:
+        return ("torch", "demucs.pretrained")
+    if spec == TRANSCRIPTION:
+        return WHISPER_LIBRARIES[settings.whisper_engine_name]
+    return ()
+
+
 INSTALL_ENGINES = "install the engines: make setup (or pip install -e '.[engines]', see README)"
 
 
@@ -68,8 +81,12 @@ def model_missing(settings: Settings, spec: str) -> str | None:
             return f"Demucs model {settings.demucs_model} lacks its weights ({', '.join(lacking)}) in {repo}"
         return None
     if spec == TRANSCRIPTION:
-        path = whisper_checkpoint(settings.models_dir, settings.whisper_model)
-        return None if path.is_file() else f"Whisper model {settings.whisper_model} is not in {path.parent}"
+        engine, name = settings.whisper_engine_name, settings.whisper_model
+        if engine == "faster-whisper":
+            path = ct2_folder(settings.models_dir, name) / "model.bin"
+        else:
+            path = whisper_checkpoint(settings.models_dir, name)
+        return None if path.is_file() else f"Whisper model {name} for {engine} is not in {path.parent}"
     return None  # a plugged-in engine knows its own models
 
 
@@ -120,9 +137,9 @@ def _load_builtin(spec: str, settings: Settings) -> None:
 
         get_model(settings.demucs_model, repo=demucs_repo(settings.models_dir))
     elif spec == TRANSCRIPTION:
-        import whisper
+        from workers.engines.whisper_backends import load_backend
 
-        whisper.load_model(str(whisper_checkpoint(settings.models_dir, settings.whisper_model)), device="cpu")
+        load_backend(settings.whisper_engine_name, settings.models_dir, settings.whisper_model, 1)
 
 
 def _engine_checks(settings: Settings) -> list[Check]:
@@ -132,7 +149,7 @@ def _engine_checks(settings: Settings) -> list[Check]:
         specs.setdefault(engine_spec(order_type, settings.engines), []).append(order_type)
     for spec, types in specs.items():
         label = f"engine {engine_name(types[0], spec)}"
-        modules = [spec.partition(":")[0], *LIBRARIES.get(spec, ())]
+        modules = [spec.partition(":")[0], *libraries(settings, spec)]
         try:
             for module in modules:
                 importlib.import_module(module)

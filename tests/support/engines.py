@@ -60,7 +60,7 @@ class ScriptEngine:
     """A transcription stand-in with a fixed script: three timed lines by two speakers over the media, in the
     files and shapes the Whisper engine writes, so pages can be tested without random-model output."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, settings: Settings) -> None:
         pass
 
     def run(self, task: EngineTask, progress: Progress) -> list[ResultFile]:
@@ -69,9 +69,9 @@ class ScriptEngine:
             {"start": round(i * third, 2), "end": round((i + 1) * third, 2), "text": text, "speaker": speaker}
             for i, (text, speaker) in enumerate(
                 [
-                    (" Good morning.", "SPEAKER_00"),
-                    (" Morning! Shall we start?", "SPEAKER_01"),
-                    (" Yes.", "SPEAKER_00"),
+                    (" Good morning.", "S1"),
+                    (" Morning! Shall we start?", "S2"),
+                    (" Yes.", "S1"),
                 ]
             )
         ]
@@ -79,7 +79,15 @@ class ScriptEngine:
         text = "".join(s["text"] for s in segments).strip()
         (task.out_dir / "transcript.json").write_text(
             json.dumps(
-                {"language": "en", "duration": task.duration, "text": text, "segments": segments, "words": []}
+                {
+                    "language": "en",
+                    "duration": task.duration,
+                    "text": text,
+                    "speakers": ["S1", "S2"],
+                    "turns": [{k: s[k] for k in ("start", "end", "speaker")} for s in segments],
+                    "segments": segments,
+                    "words": [],
+                }
             )
         )
         (task.out_dir / "transcript.txt").write_text(text + "\n")

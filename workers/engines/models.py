@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,7 +164,17 @@ def pull(name: str, model_dir: Path, whisper_engine: str) -> Path:
         from faster_whisper.utils import download_model
 
         target = ct2_folder(model_dir, name)
-        download_model(name, output_dir=str(target))
+        partial = target.with_name(f"{name}.partial")
+        try:
+            with warnings.catch_warnings():
+                # faster-whisper still passes an argument the hub client has deprecated (and ignores)
+                warnings.filterwarnings("ignore", "The `local_dir_use_symlinks` argument", UserWarning)
+                download_model(name, output_dir=str(partial))
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
         return target
     raise ValueError(
         f"unknown model {name!r} for {whisper_engine}; known: {', '.join(sorted(known_models(whisper_engine)))}"
