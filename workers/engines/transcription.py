@@ -18,13 +18,14 @@ from typing import Any
 from workers.engines import EngineTask, Progress
 from workers.engines.audio import PcmReader
 from workers.engines.diarization import Diarizer, Turn, assign, speaker_label
-from workers.engines.speech import SAMPLE_RATE, SpeechMap, blocks
+from workers.engines.speech import SAMPLE_RATE, Block, SpeechMap, blocks
 from workers.engines.subtitles import Shape, captions, to_srt
-from workers.engines.whisper_backends import Decoding, WhisperBackend, load_backend
+from workers.engines.whisper_backends import Decoding, Segment, WhisperBackend, load_backend
 from yinzi.db import ResultFile
 from yinzi.settings import Settings
 
 BEAM_SIZE = 5
+RECOVER_SECONDS = 1.0
 
 
 class Timeline:
@@ -73,6 +74,68 @@ def _by_speaker(segment: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _on_timeline(segment: Segment, speech: SpeechMap) -> Segment:
+    """A decoded segment with its times (and its words') on the media's timeline."""
+    return {
+        **segment,
+        "start": speech.seconds(segment["start"]),
+        "end": speech.seconds(segment["end"]),
+        "words": [
+            {**word, "start": speech.seconds(word["start"]), "end": speech.seconds(word["end"])}
+            for word in segment["words"]
+        ],
+    }
+
+
+def _decode(backend: WhisperBackend, block: Block, decoding: Decoding) -> list[Segment]:
+    """A block's segments on the media's timeline. Whisper sometimes ends a window early and never comes back for
+    the speech after it (seen at the end of a block): a voiced stretch of ``RECOVER_SECONDS`` or more in which no
+    word was decoded is decoded again on its own."""
+    speech = SpeechMap(block)
+    if not speech.audio.size:
+        return []
+    segments = [_on_timeline(s, speech) for s in backend.transcribe(speech.audio, decoding)]
+    heard = [(w["start"] + w["end"]) / 2 for s in segments for w in s["words"]]
+    for first, last in block.speech:
+        start, end = (block.offset + first) / SAMPLE_RATE, (block.offset + last) / SAMPLE_RATE
+        if end - start >= RECOVER_SECONDS and not any(start <= t <= end for t in heard):
+            piece = SpeechMap(Block(block.offset + first, block.audio[first:last], [(0, last - first)]))
+            segments += [_on_timeline(s, piece) for s in backend.transcribe(piece.audio, decoding)]
+    return sorted(segments, key=lambda s: float(s["start"]))
+
+
+class _Placer:
+    """Puts segments on the media's timeline for good (never going back, never past the end), in the asked-for
+    Chinese script; drops empty ones."""
+
+    def __init__(self, duration: float, script: str) -> None:
+        self._segments, self._words = Timeline(duration), Timeline(duration)
+        self._script = script
+
+    def __call__(self, segment: Segment, seek: float, language: str) -> Segment | None:
+        text = in_script(segment["text"].strip(), language, self._script)
+        if not text:
+            return None  # silence: no caption
+        words = [
+            {
+                **word,
+                "word": in_script(word["word"], language, self._script),
+                "start": self._words.place(word["start"]),
+                "end": self._words.place(word["end"]),
+            }
+            for word in segment["words"]
+        ]
+        return {
+            "id": 0,  # numbered once the whole transcript is known
+            **segment,
+            "seek": round(seek, 3),
+            "start": self._segments.place(segment["start"]),
+            "end": self._segments.place(segment["end"]),
+            "text": text,
+            "words": words,
+        }
+
+
 class TranscriptionEngine:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -90,51 +153,26 @@ class TranscriptionEngine:
         options = task.options
         backend = self._backend(task.model)
         language: str | None = options.get("language")
-        probability = 1.0 if language else None
-        script = "zh-hant" if options.get("chinese") == "traditional" else "zh-hans"
+        probability: float | None = None  # of the detected language; none when the order names it
+        place = _Placer(task.duration, "zh-hant" if options.get("chinese") == "traditional" else "zh-hans")
         beam_size = int(options.get("beamSize") or BEAM_SIZE)
         diarizer = Diarizer() if options.get("diarize") else None
         segments: list[dict[str, Any]] = []
-        segment_times, word_times = Timeline(task.duration), Timeline(task.duration)
         total = max(task.duration * SAMPLE_RATE, 1.0)
 
         with PcmReader(task.input_path, SAMPLE_RATE, 1) as reader:
             for block in blocks(reader, vad=options.get("vad", True)):
                 if diarizer is not None:
-                    diarizer.add(
-                        block.audio,
-                        block.offset / SAMPLE_RATE,
-                        [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in block.speech],
-                    )
-                speech = SpeechMap(block)
-                if speech.audio.size:
-                    if language is None:
-                        language, probability = backend.detect_language(speech.audio)
+                    speech_seconds = [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in block.speech]
+                    diarizer.add(block.audio, block.offset / SAMPLE_RATE, speech_seconds)
+                if language is None and block.speech:
+                    language, probability = backend.detect_language(SpeechMap(block).audio)
+                if language is not None:
                     decoding = Decoding(language, options.get("prompt"), beam_size)
-                    for seg in backend.transcribe(speech.audio, decoding):
-                        text = in_script(seg["text"].strip(), language, script)
-                        if not text:
-                            continue  # silence: no caption
-                        words = [
-                            {
-                                **word,
-                                "word": in_script(word["word"], language, script),
-                                "start": word_times.place(speech.seconds(word["start"])),
-                                "end": word_times.place(speech.seconds(word["end"])),
-                            }
-                            for word in seg.pop("words")
-                        ]
-                        segments.append(
-                            {
-                                "id": len(segments),
-                                **seg,
-                                "seek": round(block.offset / SAMPLE_RATE, 3),
-                                "start": segment_times.place(speech.seconds(seg["start"])),
-                                "end": segment_times.place(speech.seconds(seg["end"])),
-                                "text": text,
-                                "words": words,
-                            }
-                        )
+                    for segment in _decode(backend, block, decoding):
+                        placed = place(segment, block.offset / SAMPLE_RATE, language)
+                        if placed is not None:
+                            segments.append(placed)
                 progress(min((block.offset + len(block.audio)) / total, 0.99))
 
         turns: list[Turn] = []
@@ -143,8 +181,8 @@ class TranscriptionEngine:
             assign([word for seg in segments for word in seg["words"]], turns)
             assign(segments, turns)
             segments = [part for seg in segments for part in _by_speaker(seg)]
-            for number, seg in enumerate(segments):
-                seg["id"] = number
+        for number, segment in enumerate(segments):
+            segment["id"] = number
         self._write(task, segments, language, probability, turns)
         progress(1.0)
         return [
@@ -168,7 +206,7 @@ class TranscriptionEngine:
             "language_probability": None if probability is None else round(probability, 4),
             "duration": round(task.duration, 3),
             "text": "\n".join(s["text"] for s in segments),
-            "speakers": sorted({speaker_label(t.speaker) for t in turns}, key=lambda label: int(label[1:])),
+            "speakers": [speaker_label(n) for n in sorted({t.speaker for t in turns})],
             "turns": [
                 {"start": round(t.start, 3), "end": round(t.end, 3), "speaker": speaker_label(t.speaker)}
                 for t in turns
