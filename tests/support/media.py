@@ -127,12 +127,14 @@ def media_app(folder: Path) -> web.Application:
         return web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "audio/wav"})
 
     async def forever(request: web.Request) -> web.StreamResponse:
-        # A stream with no end and no length: only the size cap or the time limit stops it.
+        # A stream with no end and no length, paced like a live one (at most 64 MiB/s): a time limit stops it
+        # long before the size cap, however fast the machine.
         response = web.StreamResponse(headers={"Content-Type": "audio/mpeg"})
         await response.prepare(request)
         chunk = b"\xff" * 65536
         while True:
             await response.write(chunk)
+            await asyncio.sleep(0.001)
 
     app = web.Application()
     app.router.add_static("/m", folder)
