@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import add_account
@@ -190,4 +189,5 @@ async def test_engine_processes_use_their_share_of_threads(
     files = await finished_files(client, account, media_url("/m/tone.wav"), "extract-text")
     seen = json.loads(files["info"].read_text())
     assert seen["threads"] == (threads or Settings().threads_per_engine)
-    assert seen["torch_threads"] == seen["threads"] and torch.get_num_threads() >= 1
+    # torch takes its thread count from the environment the engine process set, capped at the cores
+    assert seen["torch_threads"] == min(seen["threads"], len(os.sched_getaffinity(0)))

@@ -158,16 +158,11 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 
 def _share_cores(threads: int) -> None:
-    """Caps this process's compute threads before any library starts its pools: engines that each start one
-    thread per core on a shared machine spin against each other (measured 4-9x slower on 2 cores)."""
+    """Caps this process's compute threads before any library starts its pools (torch, CTranslate2 and BLAS
+    take their defaults from these on import): engines that each start one thread per core on a shared machine
+    spin against each other (measured 4-9x slower on 2 cores). Importing nothing keeps the start fast."""
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = str(threads)
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(threads)
-    torch.set_num_interop_threads(1)
 
 
 def _child_main(spec: str, settings: Settings, conn: Connection, parent_pid: int) -> None:

@@ -44,7 +44,7 @@ class CopyEngine:
             ],
             check=True,
         )
-        import torch  # already imported by the engine process, which set its thread count
+        import torch  # after the engine process set its thread count, as the real engines import it
 
         seen = {
             "pid": self.pid,
