@@ -31,7 +31,7 @@ from arq.connections import RedisSettings, create_pool  # noqa: E402
 
 from tests.support.processes import free_port, wait_healthy  # noqa: E402
 from yinzi.accounts import create_key  # noqa: E402
-from yinzi.db import Database, ResultFile  # noqa: E402
+from yinzi.store import Database, ResultFile  # noqa: E402
 
 FINISHED_ORDERS = 2000
 # Created orders point at a loopback port where nothing listens (allowed by YINZI_FETCH_ALLOW): in embedded

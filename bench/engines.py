@@ -40,7 +40,7 @@ from tests.support.models import save_demucs, save_tiny_demucs, save_tiny_whispe
 from tests.support.processes import children_of, free_port, peak_rss_gib, wait_healthy  # noqa: E402
 from workers.engines.models import demucs_repo, whisper_checkpoint  # noqa: E402
 from yinzi.accounts import create_key  # noqa: E402
-from yinzi.db import Database  # noqa: E402
+from yinzi.store import Database  # noqa: E402
 
 
 def save_htdemucs_architecture(model_dir: Path, name: str) -> None:

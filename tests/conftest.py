@@ -19,8 +19,8 @@ from workers.arq_worker import worker_options
 from yinzi.accounts import create_key
 from yinzi.app import create_app
 from yinzi.appkeys import DB
-from yinzi.db import Database, Order
 from yinzi.settings import ORDER_TYPES, Settings
+from yinzi.store import Database, Order
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import Account, add_account, create_order, wait_for_order
 from yinzi.appkeys import DB, QUEUE
-from yinzi.db import Database, ResultFile
 from yinzi.errors import InsufficientBalance
+from yinzi.store import Database, ResultFile
 
 CONCURRENT_QUERIES = 120
 

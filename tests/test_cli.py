@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from yinzi.cli import main
-from yinzi.db import Database
+from yinzi.store import Database
 
 
 @pytest.fixture

@@ -6,16 +6,17 @@ cleanup context when the app starts and stops.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 from aiohttp import web
 
-from workers.jobs import JobContext
+from workers.jobs import JobContext, process_order
 from workers.probe import ffprobe_missing
+from workers.sweeper import Sweeper
 from yinzi.appkeys import DB, FETCHER, LIMITER, LINKS, POLICY, QUEUE, SETTINGS, SIGNER
-from yinzi.db import Database
 from yinzi.fetch import AddressPolicy, Fetcher
 from yinzi.links import LinkAnalyzer
 from yinzi.middleware import envelope_middleware
@@ -24,6 +25,7 @@ from yinzi.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from yinzi.routes import files, meta, orders, shortvideo, uploads
 from yinzi.settings import Settings
 from yinzi.signing import Signer, load_or_create_secret
+from yinzi.store import Database
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,9 @@ async def _queue(app: web.Application) -> AsyncIterator[None]:
             queue = await ArqQueue.connect(settings.redis_url, settings.queue_name)
         else:
             jobs = await JobContext.open(settings, app[DB], stack)
-            queue = EmbeddedQueue(jobs, settings.worker_concurrency)
+            queue = EmbeddedQueue(functools.partial(process_order, jobs), settings.worker_concurrency)
+            jobs.queue = queue
+            stack.push_async_callback(Sweeper(jobs).close)
         stack.push_async_callback(queue.close)
         app[QUEUE] = queue
         resumed = await recover(queue, app[DB], settings.max_running_per_user)

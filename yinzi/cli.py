@@ -20,15 +20,14 @@ import argparse
 import asyncio
 import multiprocessing
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from yinzi.db import Database, User
 from yinzi.logs import AccessLogger, setup_logging
 from yinzi.settings import Settings, SettingsError
+from yinzi.store import Database, IntegrityError, User
 
 if TYPE_CHECKING:
     from yinzi.signing import Signer
@@ -218,7 +217,7 @@ async def _users_create(db: Database, settings: Settings, args: argparse.Namespa
         raise CommandError("--points cannot be negative")
     try:
         user = await db.create_user(args.name, args.points)
-    except sqlite3.IntegrityError:
+    except IntegrityError:
         raise CommandError(f"a user named {args.name!r} already exists") from None
     print(f"created user {user.name} with {user.balance} points")
     print(f"next: yinzi keys create {user.name}")

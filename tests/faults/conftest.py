@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import COPY_ENGINE, REPO
 from tests.support.processes import free_port
-from yinzi.db import TERMINAL, Database
+from yinzi.store import TERMINAL, Database
 
 pytestmark = pytest.mark.slow
 

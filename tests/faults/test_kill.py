@@ -18,7 +18,7 @@ from tests.conftest import add_account, wait_for_order
 from tests.faults.conftest import Processes, assert_books_balance
 from tests.support.models import DEMUCS_NAME, WHISPER_NAME
 from tests.support.processes import alive, children_of
-from yinzi.db import Database
+from yinzi.store import Database
 
 
 async def crash_mid_job(

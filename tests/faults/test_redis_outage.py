@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import add_account, wait_for_order
 from tests.faults.conftest import Processes, assert_books_balance
 from tests.support.processes import free_port
-from yinzi.db import Database
+from yinzi.store import Database
 
 OUTAGE_SECONDS = 30
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from workers.engines import EngineTask, Progress
-from yinzi.db import ResultFile
+from yinzi.store import ResultFile
 
 STEPS = 10
 

@@ -18,7 +18,7 @@ from typing import Any
 from workers.engines import EngineTask, Progress
 from workers.engines.audio import PcmReader
 from workers.engines.models import missing_model, whisper_checkpoint
-from yinzi.db import ResultFile
+from yinzi.store import ResultFile
 
 BLOCK_SECONDS = 60
 PROMPT_TAIL_CHARS = 200
