@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     stack = AsyncExitStack()
-    db = await Database.open(settings.db_path)
+    db = await Database.open(settings.database)
     stack.push_async_callback(db.close)
     ctx["stack"] = stack
     jobs = await JobContext.open(settings, db, stack)

@@ -54,7 +54,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    db = await Database.open(settings.db_path)
+    db = await Database.open(settings.database)
     app[DB] = db
     app[SIGNER] = Signer(
         settings.secret_key or load_or_create_secret(settings.data_dir), settings.result_url_ttl

@@ -197,7 +197,7 @@ class CommandError(Exception):
 async def _with_db(
     settings: Settings, handler: Callable[..., Awaitable[None]], args: argparse.Namespace
 ) -> int:
-    db = await Database.open(settings.db_path)
+    db = await Database.open(settings.database)
     try:
         await handler(db, settings, args)
     finally:

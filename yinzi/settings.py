@@ -49,6 +49,8 @@ class Settings:
     port: int = 8000
     # API processes sharing the port (SO_REUSEPORT). More than one needs the arq queue.
     processes: int = 1
+    # None: SQLite in <data_dir>/yinzi.db. postgresql://...: PostgreSQL, shared by API and worker hosts.
+    database_url: str | None = None
     # None: jobs run in the API process (embedded queue). Set: arq carries them to `yinzi worker`s.
     redis_url: str | None = None
     queue_name: str = "yinzi:queue"
@@ -109,6 +111,11 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "yinzi.db"
+
+    @property
+    def database(self) -> Path | str:
+        """What :meth:`Database.open` opens: the PostgreSQL URL, or the SQLite file."""
+        return self.database_url or self.db_path
 
     @property
     def results_dir(self) -> Path:
@@ -197,6 +204,7 @@ class Settings:
             host=get("HOST") or cls.host,
             port=integer("PORT", cls.port),
             processes=integer("PROCESSES", cls.processes),
+            database_url=get("DATABASE_URL"),
             redis_url=get("REDIS_URL"),
             queue_name=get("QUEUE_NAME") or cls.queue_name,
             model_dir=Path(model_dir) if model_dir else None,

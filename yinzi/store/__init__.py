@@ -1,4 +1,4 @@
-"""The database: one interface (:class:`Database`), the engines behind it. SQL lives only here.
+"""The database: one interface (:class:`Database`), SQLite and PostgreSQL behind it. SQL lives only here.
 
 - ``database.py``   :class:`Database`, the parts below on one backend, and how a URL picks the backend
 - ``accounts.py``   users, points and the ledger, API keys, webhook secrets, short-video analyses
@@ -10,6 +10,7 @@
 - ``schema.py``     the schema and its one chain of migrations, both engines side by side
 - ``backend.py``    the seam: what a backend provides
 - ``sqlite.py``     the SQLite backend (the embedded default)
+- ``postgres.py``   the PostgreSQL backend (``YINZI_DATABASE_URL=postgresql://...``)
 
 The parts write portable SQL once; everything that differs between engines sits in ``schema.py`` (DDL) and
 in the backend modules (connections, transactions and locks, placeholders, errors, schema version).

@@ -8,6 +8,7 @@ from yinzi.store.accounts import Accounts
 from yinzi.store.backend import Backend, Params, Row
 from yinzi.store.idempotency import IdempotencyKeys
 from yinzi.store.orders import Orders
+from yinzi.store.postgres import PostgresBackend
 from yinzi.store.sqlite import SqliteBackend
 from yinzi.store.uploads import Uploads
 from yinzi.store.webhooks import Webhooks
@@ -18,8 +19,8 @@ class Database(Accounts, Orders, Uploads, Webhooks, IdempotencyKeys):
 
     @classmethod
     async def open(cls, target: Path | str) -> Database:
-        """Opens (creating or upgrading its schema) the database at ``target``: a SQLite file path, or a
-        ``sqlite:///path`` URL."""
+        """Opens (creating or upgrading its schema) the database at ``target``: a SQLite file path, a
+        ``sqlite:///path`` URL, or a ``postgresql://`` URL."""
         return cls(await open_backend(target))
 
     @property
@@ -43,4 +44,9 @@ async def open_backend(target: Path | str) -> Backend:
     scheme = target.partition(":")[0]
     if scheme == "sqlite":
         return await SqliteBackend.open(Path(target.removeprefix("sqlite:").removeprefix("//")))
-    raise ValueError(f"unsupported database URL {target!r}: use sqlite:///path")
+    if scheme in POSTGRES_SCHEMES:
+        return await PostgresBackend.open(target)
+    raise ValueError(f"unsupported database URL {target!r}: use postgresql://... or sqlite:///path")
+
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from yinzi.store.backend import IntegrityError, Params, Row
 from yinzi.store.schema import BASE, MIGRATIONS, SQLITE
 
 BUSY_TIMEOUT_MS = 10_000
+OPEN_RETRY_S = 0.05
 
 
 class _Transaction:
@@ -56,7 +58,7 @@ class SqliteBackend:
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = await _connect(path)
         try:
-            await writer.execute("PRAGMA journal_mode = WAL")
+            await _opening(writer, "PRAGMA journal_mode = WAL")
             await _migrate(writer)
             reader = await _connect(path)
         except BaseException:
@@ -111,9 +113,24 @@ def _translated() -> Iterator[None]:
         ) from None
 
 
+async def _opening(conn: aiosqlite.Connection, sql: str) -> None:
+    """Runs a statement of the opening sequence. While another process is creating the same new file (and
+    switching it to WAL, a lasting setting of the file), SQLite answers "locked" at once instead of waiting
+    for the busy timeout, so the wait happens here."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            await conn.execute(sql)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(OPEN_RETRY_S)
+
+
 async def _migrate(db: aiosqlite.Connection) -> None:
     """Brings the schema up to date; BEGIN IMMEDIATE makes processes starting together take turns."""
-    await db.execute("BEGIN IMMEDIATE")
+    await _opening(db, "BEGIN IMMEDIATE")
     try:
         for statement in _statements(BASE.script(SQLITE)):
             await db.execute(statement)
