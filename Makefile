@@ -1,5 +1,6 @@
 # make serve: set up and start the service on embedded defaults (SQLite and files under data/, no Redis).
-# make test:  set up and run the whole test suite (lint, types, tests; starts Redis when none answers).
+# make test:  set up and run the whole test suite (lint, types, tests; starts Redis and PostgreSQL when they
+#             do not answer).
 SHELL := bash
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,7 +19,7 @@ WHISPER := openai-whisper==20250625
 # Only its trained speaker encoder (resemblyzer/pretrained.pt) is used; its dependencies (librosa, webrtcvad) are not.
 RESEMBLYZER := resemblyzer==0.1.4
 
-.PHONY: setup serve worker test lint bench ffmpeg redis chromium
+.PHONY: setup serve worker test lint bench ffmpeg redis chromium postgres
 
 $(BIN)/yinzi: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -40,7 +41,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint redis chromium
+test: lint redis postgres chromium
 	$(BIN)/pytest
 
 bench: setup redis
@@ -81,4 +82,22 @@ chromium:
 	  else \
 	    echo "the browser tests need /usr/bin/chromium: sudo apt-get install -y chromium (they are skipped without it)"; \
 	  fi; \
+	fi
+
+# Every database test also runs on a real PostgreSQL on 127.0.0.1:5432 (user postgres, no password on loopback).
+# Installed from Debian when missing; a cluster installed here is set to trust loopback connections.
+postgres:
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then \
+	  if [ -z "$$(ls /etc/postgresql 2>/dev/null)" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; \
+	      sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' \
+	        /etc/postgresql/*/main/pg_hba.conf; \
+	    else \
+	      echo "PostgreSQL is needed on 127.0.0.1:5432: install it with 'sudo apt-get install -y postgresql'"; exit 1; \
+	    fi; \
+	  fi; \
+	  echo "starting PostgreSQL on 127.0.0.1:5432"; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | tail -1) main start; \
+	  for i in $$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && break; sleep 0.1; done; \
 	fi

@@ -6,10 +6,12 @@ prints a Markdown table. Queries pick random finished orders, so the first query
 (a write transaction) and later ones only read, as in real use.
 
     python bench/api_throughput.py [--seconds 10] [--connections 32] [--processes 2]
+                                   [--databases sqlite,postgresql]
 
 Three layouts: embedded (one process that also runs the created orders; with no engine installed they fail
 right after being claimed), and arq with one and with ``--processes`` API processes (workers elsewhere, the
-production layout; needs Redis on 127.0.0.1:6379).
+production layout; needs Redis on 127.0.0.1:6379), on each database: SQLite in the data directory, and
+PostgreSQL on 127.0.0.1:5432 (user postgres, a fresh schema per layout, dropped afterwards).
 """
 
 from __future__ import annotations
@@ -22,24 +24,51 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import asyncpg  # noqa: E402
 from arq.connections import RedisSettings, create_pool  # noqa: E402
 
 from tests.support.processes import free_port, wait_healthy  # noqa: E402
 from yinzi.accounts import create_key  # noqa: E402
-from yinzi.db import Database, ResultFile  # noqa: E402
+from yinzi.store import Database, ResultFile  # noqa: E402
 
 FINISHED_ORDERS = 2000
 # Created orders point at a loopback port where nothing listens (allowed by YINZI_FETCH_ALLOW): in embedded
 # mode each job is claimed, tries the download and fails at once, instead of waiting on DNS with no network.
 DEAD_END = "http://127.0.0.1:9/song.mp3"
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-async def seed(db_path: Path) -> tuple[str, list[str]]:
+@contextmanager
+def database(kind: str, data: Path) -> Iterator[Path | str]:
+    """What to pass as the database: the SQLite file, or a PostgreSQL URL on a fresh schema."""
+    if kind == "sqlite":
+        yield data / "yinzi.db"
+        return
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(POSTGRES_SERVER)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{POSTGRES_SERVER}?search_path={schema}"
+    finally:
+        asyncio.run(admin(f"DROP SCHEMA {schema} CASCADE"))
+
+
+async def seed(db_path: Path | str) -> tuple[str, list[str]]:
     db = await Database.open(db_path)
     try:
         user = await db.create_user("bench", 10**9)
@@ -65,7 +94,7 @@ async def forget_queue(name: str) -> None:
     await redis.aclose()
 
 
-async def drained(db_path: Path) -> None:
+async def drained(db_path: Path | str) -> None:
     db = await Database.open(db_path)
     try:
         while await db.unfinished_orders():
@@ -115,49 +144,65 @@ def scripts(key: str, orders: list[str]) -> dict[str, str]:
 
 
 def run_mode(
-    mode: str, processes: int, seconds: int, connections: int
+    kind: str, mode: str, processes: int, seconds: int, connections: int
 ) -> list[tuple[str, str, dict[str, float]]]:
-    label = f"{mode}, {processes} process{'es' if processes > 1 else ''}"
+    label = f"{kind}, {mode}, {processes} process{'es' if processes > 1 else ''}"
     workdir = Path(tempfile.mkdtemp(prefix="yinzi-bench-"))
     try:
         data = workdir / "data"
-        key, orders = asyncio.run(seed(data / "yinzi.db"))
-        port = free_port()
-        env = {
-            **os.environ,
-            "YINZI_DATA_DIR": str(data),
-            "YINZI_PORT": str(port),
-            "YINZI_PROCESSES": str(processes),
-            "YINZI_FETCH_ALLOW": "127.0.0.1/32",
-            "YINZI_RATE_LIMIT": "0",  # wrk sends one key thousands of times a second
-        }
-        env.pop("YINZI_ENGINES", None)
-        if mode == "arq":
-            env.update(YINZI_REDIS_URL="redis://127.0.0.1:6379/0", YINZI_QUEUE_NAME=f"yinzi-bench:{port}")
-        with (workdir / "serve.log").open("wb") as log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "yinzi", "serve"],
-                env=env,
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(base)
-            rows = []
-            for name, script in scripts(key, orders).items():
-                rows.append((label, name, wrk(base, script, seconds, connections, workdir)))
-                if mode == "embedded":  # the same process runs the created orders: let it drain first
-                    asyncio.run(drained(data / "yinzi.db"))
-            return rows
-        finally:
-            server.terminate()
-            server.wait(10)
-            if mode == "arq":  # the created jobs were never meant to run
-                asyncio.run(forget_queue(f"yinzi-bench:{port}"))
+        with database(kind, data) as target:
+            return measure(target, data, label, mode, processes, seconds, connections, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure(
+    target: Path | str,
+    data: Path,
+    label: str,
+    mode: str,
+    processes: int,
+    seconds: int,
+    connections: int,
+    workdir: Path,
+) -> list[tuple[str, str, dict[str, float]]]:
+    key, orders = asyncio.run(seed(target))
+    port = free_port()
+    env = {
+        **os.environ,
+        "YINZI_DATA_DIR": str(data),
+        "YINZI_PORT": str(port),
+        "YINZI_PROCESSES": str(processes),
+        "YINZI_FETCH_ALLOW": "127.0.0.1/32",
+        "YINZI_RATE_LIMIT": "0",  # wrk sends one key thousands of times a second
+    }
+    if isinstance(target, str):
+        env["YINZI_DATABASE_URL"] = target
+    env.pop("YINZI_ENGINES", None)
+    if mode == "arq":
+        env.update(YINZI_REDIS_URL="redis://127.0.0.1:6379/0", YINZI_QUEUE_NAME=f"yinzi-bench:{port}")
+    with (workdir / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "yinzi", "serve"],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base)
+        rows = []
+        for name, script in scripts(key, orders).items():
+            rows.append((label, name, wrk(base, script, seconds, connections, workdir)))
+            if mode == "embedded":  # the same process runs the created orders: let it drain first
+                asyncio.run(drained(target))
+        return rows
+    finally:
+        server.terminate()
+        server.wait(10)
+        if mode == "arq":  # the created jobs were never meant to run
+            asyncio.run(forget_queue(f"yinzi-bench:{port}"))
 
 
 def main() -> None:
@@ -167,11 +212,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--processes", type=int, default=2, help="API processes in arq mode")
+    parser.add_argument(
+        "--databases", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql"
+    )
     args = parser.parse_args()
-    layouts = [("embedded", 1), ("arq", 1), ("arq", args.processes)]
-    rows = [row for mode, n in layouts for row in run_mode(mode, n, args.seconds, args.connections)]
+    layouts = [
+        (kind, mode, n)
+        for kind in args.databases.split(",")
+        for mode, n in [("embedded", 1), ("arq", 1), ("arq", args.processes)]
+    ]
+    rows = [
+        row for kind, mode, n in layouts for row in run_mode(kind, mode, n, args.seconds, args.connections)
+    ]
     print(f"\n{args.connections} connections, {args.seconds} s per endpoint, {os.cpu_count()} cores\n")
-    print("| queue mode | endpoint | requests/s | p50 ms | p99 ms |")
+    print("| database, queue mode | endpoint | requests/s | p50 ms | p99 ms |")
     print("|---|---|---:|---:|---:|")
     for mode, name, r in rows:
         print(f"| {mode} | {name} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} |")

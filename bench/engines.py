@@ -62,7 +62,7 @@ from tests.support.models import save_demucs, save_tiny_demucs, save_tiny_whispe
 from tests.support.processes import children_of, free_port, peak_rss_gib, wait_healthy  # noqa: E402
 from workers.engines.models import demucs_repo, whisper_checkpoint  # noqa: E402
 from yinzi.accounts import create_key  # noqa: E402
-from yinzi.db import Database  # noqa: E402
+from yinzi.store import Database  # noqa: E402
 
 # The random checkpoints are openai-whisper's format; they decode greedily over the whole audio, as the bare
 # command is run here (voice activity detection would leave out what it does not hear as speech).

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from tests.support.models import DEMUCS_NAME, save_tiny_demucs  # noqa: E402
 from tests.support.processes import children_of, free_port, wait_healthy  # noqa: E402
 from yinzi.accounts import create_key  # noqa: E402
-from yinzi.db import Database  # noqa: E402
+from yinzi.store import Database  # noqa: E402
 
 GRANT = 10**9
 POLL_S = 0.2

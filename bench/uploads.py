@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.support.processes import free_port, peak_rss_gib, wait_healthy  # noqa: E402
 from yinzi.accounts import create_key  # noqa: E402
-from yinzi.db import Database  # noqa: E402
+from yinzi.store import Database  # noqa: E402
 
 CHUNK = 1024 * 1024
 RATE, CHANNELS, WIDTH = 48_000, 2, 2

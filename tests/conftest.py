@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from arq.worker import Worker
@@ -19,11 +20,15 @@ from workers.arq_worker import worker_options
 from yinzi.accounts import create_key
 from yinzi.app import create_app
 from yinzi.appkeys import DB
-from yinzi.db import Database, Order
 from yinzi.settings import ORDER_TYPES, Settings
+from yinzi.store import Database, Order
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS_URL = "redis://127.0.0.1:6379/0"
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
+# Tests' schemas live in a database of their own, created on first use.
+POSTGRES_TEST_DATABASE = "yinzi_test"
+BACKENDS = ("sqlite", "postgresql")
 COPY_ENGINE = "tests.support.engines:CopyEngine"
 
 
@@ -60,10 +65,60 @@ def media_url(media_server: TestServer) -> Callable[[str], str]:
     return lambda path: str(media_server.make_url(path))
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which database the test runs on: every database test runs on both. A module whose subject is not
+    the database (engines, link resolvers, ...) overrides this with one backend."""
+    backend: str = request.param
+    return backend
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+async def database_url(backend: str) -> AsyncIterator[str | None]:
+    """None for SQLite (the file under the data directory); for PostgreSQL a fresh schema of its own,
+    dropped after the test."""
+    if backend == "sqlite":
+        yield None
+        return
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = await postgres_admin()
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+    finally:
+        await admin.close()
+    yield f"{POSTGRES_SERVER}/{POSTGRES_TEST_DATABASE}?search_path={schema}"
+    admin = await postgres_admin()
+    try:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await admin.close()
+
+
+async def postgres_admin() -> asyncpg.Connection:
+    """A connection to the tests' database, creating that database the first time."""
+    try:
+        return await asyncpg.connect(f"{POSTGRES_SERVER}/{POSTGRES_TEST_DATABASE}")
+    except asyncpg.InvalidCatalogNameError:
+        server = await asyncpg.connect(f"{POSTGRES_SERVER}/postgres")
+        try:
+            await server.execute(f"CREATE DATABASE {POSTGRES_TEST_DATABASE}")
+        except asyncpg.DuplicateDatabaseError:
+            pass
+        finally:
+            await server.close()
+        return await asyncpg.connect(f"{POSTGRES_SERVER}/{POSTGRES_TEST_DATABASE}")
+    except OSError as exc:
+        pytest.fail(
+            f"PostgreSQL does not answer on 127.0.0.1:5432 ({exc}): start it with "
+            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
+        )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
+        database_url=database_url,
         secret_key=b"test-secret",
         fetch_allow=("127.0.0.1/32",),  # the stand-in media hosts run on loopback
         engines={order_type: COPY_ENGINE for order_type in ORDER_TYPES},

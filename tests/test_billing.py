@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Account, add_account, create_order, wait_for_order
 from yinzi.appkeys import DB, QUEUE
-from yinzi.db import Database, ResultFile
 from yinzi.errors import InsufficientBalance
+from yinzi.settings import Settings
+from yinzi.store import Database, IntegrityError, ResultFile
 
 CONCURRENT_QUERIES = 120
 
@@ -50,10 +49,9 @@ async def finished_order(db: Database, user_id: int, cost: int) -> str:
     return order_no
 
 
-async def test_charges_from_separate_connections_race_safely(tmp_path: Path) -> None:
-    """Several Database objects on one file behave like several API processes."""
-    path = tmp_path / "yinzi.db"
-    dbs = [await Database.open(path) for _ in range(4)]
+async def test_charges_from_separate_connections_race_safely(settings: Settings) -> None:
+    """Several Database objects on one database behave like several API processes."""
+    dbs = [await Database.open(settings.database) for _ in range(4)]
     try:
         user = await dbs[0].create_user("racer", 100)
         order_no = await finished_order(dbs[0], user.id, 30)
@@ -66,8 +64,8 @@ async def test_charges_from_separate_connections_race_safely(tmp_path: Path) -> 
             await db.close()
 
 
-async def test_short_charge_changes_nothing(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "yinzi.db")
+async def test_short_charge_changes_nothing(settings: Settings) -> None:
+    db = await Database.open(settings.database)
     try:
         user = await db.create_user("short", 5)
         order_no = await finished_order(db, user.id, 6)
@@ -80,8 +78,8 @@ async def test_short_charge_changes_nothing(tmp_path: Path) -> None:
         await db.close()
 
 
-async def test_ledger_is_the_balance_and_unique_per_order(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "yinzi.db")
+async def test_ledger_is_the_balance_and_unique_per_order(settings: Settings) -> None:
+    db = await Database.open(settings.database)
     try:
         user = await db.create_user("sum", 50)
         await db.grant_points(user.id, 25, "bonus")
@@ -92,17 +90,16 @@ async def test_ledger_is_the_balance_and_unique_per_order(tmp_path: Path) -> Non
         assert sum(row["delta"] for row in await db.ledger(user.id)) == await db.balance(user.id) == 50
         with pytest.raises(InsufficientBalance):
             await db.grant_points(user.id, -51)
-    finally:
-        await db.close()
-    # The database itself refuses a second charge row for one order and a negative balance.
-    with sqlite3.connect(tmp_path / "yinzi.db") as conn:
-        with pytest.raises(sqlite3.IntegrityError):
-            conn.execute(
+        # The database itself refuses a second charge row for one order and a negative balance.
+        with pytest.raises(IntegrityError):
+            await db._backend.write(
                 "INSERT INTO ledger (user_id, delta, balance_after, kind, ref, created_at) VALUES (?, -1, 0, 'order', ?, 0)",
                 (user.id, order_no),
             )
-        with pytest.raises(sqlite3.IntegrityError):
-            conn.execute("UPDATE users SET balance = -1 WHERE id = ?", (user.id,))
+        with pytest.raises(IntegrityError):
+            await db._backend.write("UPDATE users SET balance = -1 WHERE id = ?", (user.id,))
+    finally:
+        await db.close()
 
 
 async def test_job_run_twice_changes_nothing(

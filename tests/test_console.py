@@ -37,6 +37,12 @@ pytestmark = [
 
 
 @pytest.fixture
+def backend() -> str:
+    # The subject here is the console in a browser; its API runs on both backends in test_console_api.py.
+    return "sqlite"
+
+
+@pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as p:
         browser = await p.chromium.launch(

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from aiohttp.test_utils import TestClient
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # the subject here is the docs page, not the database
 
 
 async def test_docs_page_loads_everything_from_this_server(client: TestClient) -> None:

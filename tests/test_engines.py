@@ -26,6 +26,12 @@ from workers.probe import probe
 from yinzi.appkeys import DB, SETTINGS
 from yinzi.settings import Settings
 
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # the subject here is the engines, not the database
+
+
 QUERY = "/api/open/v1/order/query"
 
 

@@ -18,6 +18,11 @@ from yinzi.fetch import AddressPolicy, BlockedAddress, Fetcher, download
 from yinzi.settings import Settings
 
 
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # the subject here is fetching, not the database
+
+
 @pytest.mark.parametrize(
     "ip",
     [

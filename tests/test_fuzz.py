@@ -24,6 +24,12 @@ from yinzi.appkeys import DB
 from yinzi.openapi import openapi_document
 from yinzi.settings import PLATFORMS, PlatformOptions, Settings
 
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # the subject here is the HTTP surface, not the database
+
+
 DOC = openapi_document()
 OPERATIONS = [
     (path, method, operation)

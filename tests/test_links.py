@@ -16,6 +16,12 @@ from yinzi.appkeys import DB
 from yinzi.links import link_in
 from yinzi.settings import PLATFORMS, PlatformOptions, Settings
 
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # the subject here is the link resolvers, not the database
+
+
 ANALYZE = "/api/open/v1/short-video/analyze"
 DOUYIN_TEXT = "7.43 复制打开抖音，看看【晚霞收集者的作品】今天的晚霞 #日落 https://v.douyin.com/AbCdEfG/ a@b.cn 02/11 :9pm"
 

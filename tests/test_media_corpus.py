@@ -16,6 +16,11 @@ from yinzi.appkeys import DB, SETTINGS
 from yinzi.settings import Settings
 
 
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # the subject here is the engines on odd media, not the database
+
+
 @pytest.mark.parametrize(
     ("path", "reason"),
     [

@@ -52,6 +52,11 @@ THREADS = 1
 ENGINES = pytest.mark.parametrize("engine", WHISPER_ENGINES)
 
 
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # the subject here is transcription quality, not the database
+
+
 @pytest.fixture(scope="session")
 def real_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("real-models")

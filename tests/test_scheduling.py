@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import Account, add_account, wait_for_order
 from yinzi.appkeys import DB, SETTINGS
-from yinzi.db import Database, Order
 from yinzi.settings import Settings
+from yinzi.store import Database, Order
 
 CREATE = "/api/open/v1/order/create"
 

@@ -28,6 +28,12 @@ from yinzi.appkeys import DB
 from yinzi.cli import main
 from yinzi.settings import Settings
 
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # the subject here is the transcript's parts, not the database
+
+
 # ---- blocks end in pauses ----------------------------------------------------------------------------------
 
 

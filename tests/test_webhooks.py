@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import Account, add_account, wait_for_order
 from yinzi.appkeys import DB
-from yinzi.db import Database
 from yinzi.settings import Settings
+from yinzi.store import Database
 
 
 class Receiver:

@@ -18,10 +18,11 @@ from arq.worker import func, run_worker
 from redis.exceptions import RedisError
 
 from workers.jobs import JobContext, process_order
-from yinzi.db import Database
+from workers.sweeper import Sweeper
 from yinzi.logs import setup_logging
 from yinzi.queue import JOB_NAME, ArqQueue, recover
 from yinzi.settings import Settings
+from yinzi.store import Database
 
 # process_order ends an order itself when it passes job_timeout; arq's own limit is only a backstop.
 ARQ_TIMEOUT_MARGIN_S = 5
@@ -35,11 +36,12 @@ log = logging.getLogger(__name__)
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     stack = AsyncExitStack()
-    db = await Database.open(settings.db_path)
+    db = await Database.open(settings.database)
     stack.push_async_callback(db.close)
     ctx["stack"] = stack
     jobs = await JobContext.open(settings, db, stack)
     jobs.queue = ArqQueue(ctx["redis"], settings.queue_name)
+    stack.push_async_callback(Sweeper(jobs).close)
     ctx["jobs"] = jobs
     await recover(jobs.queue, db, settings.max_running_per_user)
 

@@ -22,9 +22,9 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from workers.engines import EngineTask, check_installed, engine_spec, load_engine_class
-from yinzi.db import ResultFile
 from yinzi.errors import OrderFailed, OrderTimedOut
 from yinzi.settings import Settings
+from yinzi.store import ResultFile
 
 log = logging.getLogger(__name__)
 

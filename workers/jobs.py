@@ -14,23 +14,19 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from workers.engine_host import EnginePool
 from workers.engines import EngineTask, engine_spec
 from workers.probe import probe
-from workers.sweeper import Sweeper
-from yinzi.db import Database, Order, ResultFile
 from yinzi.errors import OrderFailed, OrderTimedOut
 from yinzi.fetch import Fetcher, download
 from yinzi.links import LinkAnalyzer
 from yinzi.logs import order_context
 from yinzi.metrics import ORDERS_ENDED, engine_name, observe_engine, reason_kind
 from yinzi.pricing import order_cost
+from yinzi.queue import JobQueue
 from yinzi.settings import Settings
-
-if TYPE_CHECKING:
-    from yinzi.queue import JobQueue
+from yinzi.store import Database, Order, ResultFile
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +44,7 @@ class JobContext:
     fetcher: Fetcher
     links: LinkAnalyzer
     engines: EnginePool
-    # Where orders admitted after this one ends go; set by the queue that runs these jobs.
+    # Where orders admitted after this one ends go; set by whoever wires these jobs to their queue.
     queue: JobQueue | None = None
 
     @classmethod
@@ -57,10 +53,7 @@ class JobContext:
         stack.push_async_callback(fetcher.close)
         engines = EnginePool(settings)
         stack.callback(engines.close)
-        jobs = cls(settings, db, fetcher, LinkAnalyzer(fetcher, settings), engines)
-        sweeper = Sweeper(jobs)  # webhooks, expiry and lost-job recovery run wherever jobs run
-        stack.push_async_callback(sweeper.close)
-        return jobs
+        return cls(settings, db, fetcher, LinkAnalyzer(fetcher, settings), engines)
 
 
 async def process_order(ctx: JobContext, order_no: str) -> str:

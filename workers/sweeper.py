@@ -4,8 +4,11 @@ and (arq mode) put back into Redis any unfinished order Redis has lost, say afte
 Each sweep claims its work from the database with one conditional statement, so any number of processes
 can sweep side by side without doing anything twice.
 
+Whoever wires the jobs (the app in embedded mode, ``yinzi worker`` in arq mode) starts one sweeper beside
+them: webhooks, expiry and lost-job recovery run wherever jobs run.
+
 Webhooks: the statement that ends an order with a ``callbackUrl`` also queues its delivery (a trigger in
-db.py). A delivery is one POST of ``{"orderNo", "status", "cost", "reason"}``, signed with the user's webhook
+yinzi/store/schema.py). A delivery is one POST of ``{"orderNo", "status", "cost", "reason"}``, signed with the user's webhook
 secret in ``X-Yinzi-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">``; anything but a 2xx
 answer within the timeout is retried after each of ``webhook_retry_delays`` and then given up, every attempt
 recorded. Each delivery runs in its own task, so a slow receiver holds up neither jobs nor other deliveries,
@@ -20,18 +23,16 @@ import hmac
 import logging
 import shutil
 import time
-from typing import TYPE_CHECKING
 
 import aiohttp
 
-from yinzi.db import WebhookDelivery
+from workers.jobs import JobContext
 from yinzi.errors import ServiceUnavailable
 from yinzi.fetch import BlockedAddress, FetchError
 from yinzi.idempotency import TTL_S as IDEMPOTENCY_TTL_S
 from yinzi.metrics import WEBHOOK_DELIVERIES
-
-if TYPE_CHECKING:
-    from workers.jobs import JobContext
+from yinzi.queue import recover
+from yinzi.store import WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,6 @@ class Sweeper:
         """arq mode only: enqueueing is idempotent there (a job still in Redis is left alone), so putting every
         unfinished order back restores exactly the ones Redis no longer has. The embedded queue loses nothing
         while its process lives, and its process re-queues everything when it starts."""
-        from yinzi.queue import recover  # yinzi.queue imports the job code, which imports this module
-
         queue = self._jobs.queue
         if self._settings.redis_url and queue is not None:
             await recover(queue, self._db, self._settings.max_running_per_user)

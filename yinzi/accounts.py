@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from yinzi.appkeys import DB, LIMITER, SETTINGS, SIGNER
-from yinzi.db import Caller, Database, User
 from yinzi.errors import TooManyRequests, Unauthorized
 from yinzi.ratelimit import QUOTA
 from yinzi.signing import Signer
+from yinzi.store import Caller, Database, User
 
 KEY_PREFIX = "yz_"
 PUBLIC_KEY_PREFIX = "yzpk_"

@@ -6,17 +6,18 @@ cleanup context when the app starts and stops.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 from aiohttp import web
 
-from workers.jobs import JobContext
+from workers.jobs import JobContext, process_order
 from workers.probe import ffprobe_missing
+from workers.sweeper import Sweeper
 from yinzi.appkeys import DB, FETCHER, LIMITER, LINKS, POLICY, QUEUE, SETTINGS, SIGNER
 from yinzi.console import docs, pages
-from yinzi.db import Database
 from yinzi.fetch import AddressPolicy, Fetcher
 from yinzi.links import LinkAnalyzer
 from yinzi.metrics import metrics_middleware
@@ -26,6 +27,7 @@ from yinzi.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from yinzi.routes import files, meta, orders, shortvideo, uploads
 from yinzi.settings import Settings
 from yinzi.signing import Signer, load_or_create_secret
+from yinzi.store import Database
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    db = await Database.open(settings.db_path)
+    db = await Database.open(settings.database)
     app[DB] = db
     app[SIGNER] = Signer(
         settings.secret_key or load_or_create_secret(settings.data_dir), settings.result_url_ttl
@@ -80,7 +82,9 @@ async def _queue(app: web.Application) -> AsyncIterator[None]:
             queue = await ArqQueue.connect(settings.redis_url, settings.queue_name)
         else:
             jobs = await JobContext.open(settings, app[DB], stack)
-            queue = EmbeddedQueue(jobs, settings.worker_concurrency)
+            queue = EmbeddedQueue(functools.partial(process_order, jobs), settings.worker_concurrency)
+            jobs.queue = queue
+            stack.push_async_callback(Sweeper(jobs).close)
         stack.push_async_callback(queue.close)
         app[QUEUE] = queue
         resumed = await recover(queue, app[DB], settings.max_running_per_user)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from yinzi.db import Database
 from yinzi.fetch import AddressPolicy, Fetcher
 from yinzi.links import LinkAnalyzer
 from yinzi.queue import JobQueue
 from yinzi.ratelimit import RateLimiter
 from yinzi.settings import Settings
 from yinzi.signing import Signer
+from yinzi.store import Database
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)

@@ -1,8 +1,8 @@
 """The ``yinzi`` command: run the service and workers, manage users, keys and points.
 
-Every command works on one data directory: ``--data-dir``, else YINZI_DATA_DIR, else ./data. Administration
-commands refuse a directory without a database (only ``users create`` makes one), so running them from the
-wrong folder says so instead of showing an empty new database.
+Every command works on one data directory: ``--data-dir``, else YINZI_DATA_DIR, else ./data. On SQLite (no
+YINZI_DATABASE_URL), administration commands refuse a directory without a database (only ``users create``
+makes one), so running them from the wrong folder says so instead of showing an empty new database.
 
 yinzi serve [--host H] [--port P]        the API (and, without YINZI_REDIS_URL, the jobs too)
 yinzi worker                             an arq worker (needs YINZI_REDIS_URL)
@@ -29,16 +29,15 @@ import asyncio
 import logging
 import multiprocessing
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from yinzi.db import Database, User
 from yinzi.logs import AccessLogger, setup_logging
 from yinzi.settings import WHISPER_ENGINES, Settings, SettingsError
+from yinzi.store import Database, IntegrityError, User
 
 if TYPE_CHECKING:
     from yinzi.signing import Signer
@@ -159,18 +158,26 @@ def main(argv: list[str] | None = None) -> int:
         return MODELS[args.action](settings, args)
     handler = ADMIN[(args.command, args.action)]
     where = settings.data_dir.resolve()
-    creates = (args.command, args.action) == ("users", "create")
-    if not settings.db_path.exists() and not creates:
-        # Opening would silently make a new, empty database wherever this command happens to run.
-        print(f"yinzi: no database in {where}: {DATA_DIR_HINT}", file=sys.stderr)
-        return 1
-    if not settings.db_path.exists():
-        print(f"creating a new database in {where}", file=sys.stderr)
+    if settings.database_url is None:  # a PostgreSQL database exists wherever the command runs
+        creates = (args.command, args.action) == ("users", "create")
+        if not settings.db_path.exists() and not creates:
+            # Opening would silently make a new, empty database wherever this command happens to run.
+            print(f"yinzi: no database in {where}: {DATA_DIR_HINT}", file=sys.stderr)
+            return 1
+        if not settings.db_path.exists():
+            print(f"creating a new database in {where}", file=sys.stderr)
     try:
         return asyncio.run(_with_db(settings, handler, args))
     except CommandError as exc:
-        print(f"yinzi: {exc} (data directory {where})", file=sys.stderr)
+        print(f"yinzi: {exc} ({database_named(settings)})", file=sys.stderr)
         return 1
+
+
+def database_named(settings: Settings) -> str:
+    """Which database a command used, for its messages."""
+    if settings.database_url is None:
+        return f"data directory {settings.data_dir.resolve()}"
+    return f"database {settings.database_shown}"
 
 
 def _use_metrics_dir(settings: Settings) -> None:
@@ -313,7 +320,7 @@ class CommandError(Exception):
 async def _with_db(
     settings: Settings, handler: Callable[..., Awaitable[None]], args: argparse.Namespace
 ) -> int:
-    db = await Database.open(settings.db_path)
+    db = await Database.open(settings.database)
     try:
         await handler(db, settings, args)
     finally:
@@ -333,7 +340,7 @@ async def _users_create(db: Database, settings: Settings, args: argparse.Namespa
         raise CommandError("--points cannot be negative")
     try:
         user = await db.create_user(args.name, args.points)
-    except sqlite3.IntegrityError:
+    except IntegrityError:
         raise CommandError(f"a user named {args.name!r} already exists") from None
     print(f"created user {user.name} with {user.balance} points")
     print(f"next: yinzi keys create {user.name}")

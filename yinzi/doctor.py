@@ -184,10 +184,10 @@ def _engine_checks(settings: Settings) -> list[Check]:
 
 
 async def _database(settings: Settings) -> Check:
-    from yinzi.db import Database
+    from yinzi.store import Database
 
-    where = settings.db_path.resolve()
-    if not settings.db_path.exists():
+    where = settings.database_shown
+    if settings.database_url is None and not settings.db_path.exists():
         return Check(
             "database",
             True,
@@ -195,7 +195,7 @@ async def _database(settings: Settings) -> Check:
             warning=True,
         )
     try:
-        db = await Database.open(settings.db_path)
+        db = await Database.open(settings.database)
         try:
             await db.ping()
             users = len(await db.list_users())
@@ -203,7 +203,12 @@ async def _database(settings: Settings) -> Check:
         finally:
             await db.close()
     except Exception as exc:
-        return Check("database", False, f"{where}: {exc}", "check the file's permissions and free disk")
+        fix = (
+            "check the file's permissions and free disk"
+            if settings.database_url is None
+            else "check YINZI_DATABASE_URL and that PostgreSQL answers there"
+        )
+        return Check("database", False, f"{where}: {exc}", fix)
     detail = f"{where}: {users} users, {keys} active keys"
     if keys == 0:
         return Check(

@@ -16,9 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from yinzi.db import Database, User
 from yinzi.envelope import error
 from yinzi.errors import BadRequest, Conflict, Unprocessable, YinziError
+from yinzi.store import Database, User
 
 HEADER = "Idempotency-Key"
 TTL_S = 24 * 3600

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from yinzi.db import Order
 from yinzi.envelope import reject_unknown
 from yinzi.errors import BadRequest
 from yinzi.fetch import LOCAL_FILE_HINT, AddressPolicy, BlockedAddress
 from yinzi.links import is_single_url, link_in
 from yinzi.pricing import PRIORITIES
 from yinzi.settings import ORDER_TYPES
+from yinzi.store import Order
 
 ORDER_NO_ALPHABET = string.ascii_letters + string.digits
 ORDER_NO_LENGTH = 18  # 107 random bits: unguessable

@@ -1,7 +1,8 @@
-"""Getting order numbers to :func:`workers.jobs.process_order`, in one of two modes.
+"""Getting order numbers to the job function (``workers.jobs.process_order``), in one of two modes.
 
 - :class:`EmbeddedQueue` (no ``YINZI_REDIS_URL``): jobs run inside the API process, ``worker_concurrency``
-  at a time. Nothing to run besides ``yinzi serve``.
+  at a time. Nothing to run besides ``yinzi serve``. Whoever wires the app hands it the job function, so
+  this module knows nothing of the workers.
 - :class:`ArqQueue` (``YINZI_REDIS_URL`` set): jobs go to Redis with the order number as arq job id, and
   ``yinzi worker`` processes, as many as you like, run them.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -26,9 +28,8 @@ from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
-from workers.jobs import JobContext, process_order
-from yinzi.db import Database
 from yinzi.errors import ServiceUnavailable
+from yinzi.store import Database
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +57,18 @@ async def recover(queue: JobQueue, db: Database, running_cap: int) -> int:
     return len(backlog)
 
 
+# Runs one order to its end, given its number.
+Job = Callable[[str], Awaitable[object]]
+
+
 class EmbeddedQueue:
-    def __init__(self, jobs: JobContext, concurrency: int) -> None:
-        self._jobs = jobs
+    def __init__(self, job: Job, concurrency: int) -> None:
+        self._job = job
         # (rank, arrival, order_no): lightning (rank 0) first, then first come first served.
         self._pending: asyncio.PriorityQueue[tuple[int, int, str]] = asyncio.PriorityQueue()
         self._arrivals = itertools.count()
         self._queued: set[str] = set()
         self._workers = [asyncio.create_task(self._work(), name=f"yinzi-job-{i}") for i in range(concurrency)]
-        jobs.queue = self
 
     async def enqueue(self, order_no: str, priority: str = "queue") -> None:
         if order_no not in self._queued:
@@ -79,8 +83,8 @@ class EmbeddedQueue:
             _, _, order_no = await self._pending.get()
             self._queued.discard(order_no)
             try:
-                await process_order(self._jobs, order_no)
-            except Exception:  # process_order already ends orders on errors; this is the last guard
+                await self._job(order_no)
+            except Exception:  # the job already ends orders on errors; this is the last guard
                 log.exception("job for order %s crashed", order_no)
 
     async def close(self) -> None:

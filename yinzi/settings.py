@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ORDER_TYPES = ("track-separation", "extract-voice", "extract-music", "extract-text")
 
@@ -53,6 +54,8 @@ class Settings:
     port: int = 8000
     # API processes sharing the port (SO_REUSEPORT). More than one needs the arq queue.
     processes: int = 1
+    # None: SQLite in <data_dir>/yinzi.db. postgresql://...: PostgreSQL, shared by API and worker hosts.
+    database_url: str | None = None
     # None: jobs run in the API process (embedded queue). Set: arq carries them to `yinzi worker`s.
     redis_url: str | None = None
     queue_name: str = "yinzi:queue"
@@ -118,6 +121,22 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "yinzi.db"
+
+    @property
+    def database(self) -> Path | str:
+        """What :meth:`Database.open` opens: the PostgreSQL URL, or the SQLite file."""
+        return self.database_url or self.db_path
+
+    @property
+    def database_shown(self) -> str:
+        """The database, for messages: the SQLite file, or the PostgreSQL URL without its password."""
+        if not self.database_url:
+            return str(self.db_path.resolve())
+        parts = urlsplit(self.database_url)
+        if parts.password is None:
+            return self.database_url
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
     @property
     def results_dir(self) -> Path:
@@ -227,6 +246,7 @@ class Settings:
             host=get("HOST") or cls.host,
             port=integer("PORT", cls.port),
             processes=integer("PROCESSES", cls.processes),
+            database_url=get("DATABASE_URL"),
             redis_url=get("REDIS_URL"),
             queue_name=get("QUEUE_NAME") or cls.queue_name,
             model_dir=Path(model_dir) if model_dir else None,

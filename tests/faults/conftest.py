@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import COPY_ENGINE, REPO
 from tests.support.processes import free_port
-from yinzi.db import TERMINAL, Database
+from yinzi.store import TERMINAL, Database
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,9 @@ class Processes:
 
 
 @pytest.fixture
-def processes(tmp_path: Path, media_url: Callable[[str], str]) -> Iterator[Processes]:
+def processes(
+    tmp_path: Path, media_url: Callable[[str], str], database_url: str | None
+) -> Iterator[Processes]:
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -75,9 +77,16 @@ def processes(tmp_path: Path, media_url: Callable[[str], str]) -> Iterator[Proce
         "YINZI_SECRET_KEY": "fault-test",
         "YINZI_JOB_TIMEOUT": "10",  # arq retries a dead worker's job after this + ~15 s
     }
+    if database_url is not None:
+        env["YINZI_DATABASE_URL"] = database_url
     procs = Processes(env, tmp_path)
     yield procs
     procs.stop_all()
+
+
+async def open_database(env: dict[str, str]) -> Database:
+    """The database the processes started with ``env`` use."""
+    return await Database.open(env.get("YINZI_DATABASE_URL") or Path(env["YINZI_DATA_DIR"]) / "yinzi.db")
 
 
 async def assert_books_balance(db: Database) -> None:

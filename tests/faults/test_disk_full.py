@@ -16,6 +16,12 @@ from tests.faults.conftest import assert_books_balance
 from yinzi.appkeys import DB
 from yinzi.settings import Settings
 
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # the subject here is SQLite's own disk-full handling, not the database
+
+
 DISK_BYTES = 16 * 1024 * 1024
 
 

@@ -16,10 +16,9 @@ import aiohttp
 import pytest
 
 from tests.conftest import PATIENCE, add_account, wait_for_order
-from tests.faults.conftest import Processes, assert_books_balance
+from tests.faults.conftest import Processes, assert_books_balance, open_database
 from tests.support.models import DEMUCS_NAME, WHISPER_NAME
 from tests.support.processes import alive, children_of
-from yinzi.db import Database
 
 
 async def crash_mid_job(
@@ -31,7 +30,7 @@ async def crash_mid_job(
     options: dict[str, Any] | None = None,
 ) -> None:
     env = processes.env
-    db = await Database.open(Path(env["YINZI_DATA_DIR"]) / "yinzi.db")
+    db = await open_database(env)
     try:
         account = await add_account(db)
         server = processes.start("serve")
@@ -125,7 +124,7 @@ async def test_api_killed_while_orders_are_created_loses_none(
     processes: Processes, media_url: Callable[[str], str]
 ) -> None:
     """Every order that got a 200 exists afterwards, exactly once, and finishes after the restart."""
-    db = await Database.open(Path(processes.env["YINZI_DATA_DIR"]) / "yinzi.db")
+    db = await open_database(processes.env)
     try:
         account = await add_account(db, points=10**6)
         server = processes.start("serve")

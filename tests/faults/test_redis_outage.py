@@ -10,15 +10,19 @@ import asyncio
 import shutil
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.conftest import add_account, wait_for_order
-from tests.faults.conftest import Processes, assert_books_balance
+from tests.faults.conftest import Processes, assert_books_balance, open_database
 from tests.support.processes import free_port
-from yinzi.db import Database
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # the subject here is Redis going away, not the database
+
 
 OUTAGE_SECONDS = 30
 
@@ -51,7 +55,7 @@ async def test_orders_survive_a_redis_outage(processes: Processes, media_url: Ca
     )
     redis = start_redis(processes, port)
     await wait_redis(port)
-    db = await Database.open(Path(processes.env["YINZI_DATA_DIR"]) / "yinzi.db")
+    db = await open_database(processes.env)
     try:
         account = await add_account(db, points=10**6)
         processes.start("serve")

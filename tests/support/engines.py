@@ -13,8 +13,8 @@ import subprocess
 import time
 
 from workers.engines import EngineTask, Progress
-from yinzi.db import ResultFile
 from yinzi.settings import Settings
+from yinzi.store import ResultFile
 
 STEPS = 10
 

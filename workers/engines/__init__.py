@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from yinzi.db import ResultFile
 from yinzi.errors import OrderFailed
 from yinzi.settings import Settings
+from yinzi.store import ResultFile
 
 # Called by an engine with the fraction of its work done (0.0 to 1.0).
 Progress = Callable[[float], None]

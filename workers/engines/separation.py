@@ -20,9 +20,9 @@ import numpy as np
 from workers.engines import EngineTask, Progress
 from workers.engines.audio import Audio, PcmReader, PcmWriter, transcode
 from workers.engines.models import demucs_repo, missing_model
-from yinzi.db import ResultFile
 from yinzi.errors import OrderFailed
 from yinzi.settings import Settings
+from yinzi.store import ResultFile
 
 STEMS = ("vocals", "accompaniment")
 OUTPUTS = {

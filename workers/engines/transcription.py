@@ -21,8 +21,8 @@ from workers.engines.diarization import Diarizer, Turn, assign, speaker_label
 from workers.engines.speech import SAMPLE_RATE, Block, SpeechMap, blocks
 from workers.engines.subtitles import Shape, captions, to_srt
 from workers.engines.whisper_backends import Decoding, Segment, WhisperBackend, load_backend
-from yinzi.db import ResultFile
 from yinzi.settings import Settings
+from yinzi.store import ResultFile
 
 BEAM_SIZE = 5
 RECOVER_SECONDS = 1.0

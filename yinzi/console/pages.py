@@ -18,11 +18,11 @@ from aiohttp import web
 from yinzi.accounts import authenticate, create_key
 from yinzi.appkeys import DB, SETTINGS, SIGNER
 from yinzi.console import operators
-from yinzi.db import ApiKey, Order, User
 from yinzi.doctor import order_types
 from yinzi.envelope import ok, read_json_object, reject_unknown
 from yinzi.errors import BadRequest, InsufficientBalance, NotFound, Unauthorized
 from yinzi.metrics import reason_kind
+from yinzi.store import ApiKey, Order, User
 
 STATIC = Path(__file__).parent / "static"
 ORDERS_SHOWN = 100

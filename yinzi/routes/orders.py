@@ -8,7 +8,6 @@ from aiohttp import web
 
 from yinzi.accounts import authenticate
 from yinzi.appkeys import DB, POLICY, QUEUE, SETTINGS, SIGNER
-from yinzi.db import User
 from yinzi.envelope import ok, read_json_object
 from yinzi.errors import BadRequest, InsufficientBalance, NotFound, ServiceUnavailable
 from yinzi.idempotency import idempotent
@@ -17,6 +16,7 @@ from yinzi.orders import created_view, new_order_no, parse_calculate, parse_crea
 from yinzi.pricing import billed_minutes, order_cost
 from yinzi.routes import public_base
 from yinzi.routes.uploads import completed_upload
+from yinzi.store import User
 
 routes = web.RouteTableDef()
 

@@ -28,7 +28,6 @@ from aiohttp import web
 from workers.probe import probe
 from yinzi.accounts import authenticate
 from yinzi.appkeys import DB, SETTINGS, SIGNER
-from yinzi.db import Database, Upload, User
 from yinzi.envelope import ok, read_json_object, reject_unknown
 from yinzi.errors import (
     BadRequest,
@@ -43,6 +42,7 @@ from yinzi.errors import (
 from yinzi.fetch import human_bytes
 from yinzi.metrics import UPLOAD_BYTES
 from yinzi.routes import public_base
+from yinzi.store import Database, Upload, User
 
 routes = web.RouteTableDef()
 
