@@ -44,7 +44,7 @@ lint: setup
 test: lint redis postgres chromium
 	$(BIN)/pytest
 
-bench: setup redis
+bench: setup redis postgres
 	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install -y wrk"; exit 1; }
 	$(BIN)/python bench/api_throughput.py
 

@@ -69,7 +69,7 @@ class PostgresBackend:
     async def open(cls, url: str) -> PostgresBackend:
         with _translated():
             pool = await asyncpg.create_pool(
-                url, min_size=POOL_MIN, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_S
+                url, min_size=POOL_MIN, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_S, reset=_session_kept
             )
         try:
             async with pool.acquire() as conn:
@@ -98,6 +98,12 @@ class PostgresBackend:
         with _translated():
             async with self._pool.acquire() as conn, conn.transaction():
                 yield _Transaction(conn)
+
+
+async def _session_kept(conn: asyncpg.Connection) -> None:
+    """What a connection needs on its way back to the pool: nothing. The store changes no session state (no
+    SET, LISTEN, cursors or session locks; an open transaction is rolled back by the pool itself), so the
+    default reset, a RESET ALL round trip after every statement, would only halve the pool's throughput."""
 
 
 @functools.lru_cache(maxsize=512)
