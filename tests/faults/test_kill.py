@@ -107,7 +107,7 @@ async def test_arq_worker_killed_mid_separation_or_transcription(
     """The real Demucs and Whisper code (tiny models) on a 65 s input, killed while it computes."""
     del processes.env["YINZI_ENGINES"]
     processes.env.update(
-        YINZI_JOB_TIMEOUT="90",  # room for a fresh worker to load the model and work 65 s on a busy machine
+        YINZI_JOB_TIMEOUT="60",  # room for a fresh worker to load the model and work 65 s on a busy machine
         YINZI_REDIS_URL=redis_url,
         YINZI_QUEUE_NAME=queue_name,
         YINZI_MODEL_DIR=str(model_dir),
