@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workers.engines import BUILTIN_ENGINES, EngineUnavailable, check_installed, engine_spec
-from workers.engines.models import ct2_folder, demucs_repo, whisper_checkpoint
+from workers.engines.models import demucs_repo, whisper_model_file
 from yinzi.fetch import Fetcher
 from yinzi.metrics import engine_name
 from yinzi.settings import GIB, ORDER_TYPES, Settings
@@ -82,10 +82,7 @@ def model_missing(settings: Settings, spec: str) -> str | None:
         return None
     if spec == TRANSCRIPTION:
         engine, name = settings.whisper_engine_name, settings.whisper_model
-        if engine == "faster-whisper":
-            path = ct2_folder(settings.models_dir, name) / "model.bin"
-        else:
-            path = whisper_checkpoint(settings.models_dir, name)
+        path = whisper_model_file(settings.models_dir, engine, name)
         return None if path.is_file() else f"Whisper model {name} for {engine} is not in {path.parent}"
     return None  # a plugged-in engine knows its own models
 

@@ -38,6 +38,14 @@ def ct2_folder(model_dir: Path, name: str) -> Path:
     return model_dir / FASTER_WHISPER / name
 
 
+def whisper_model_file(model_dir: Path, engine: str, name: str) -> Path:
+    """The file that makes a Whisper model present for an engine: a CTranslate2 folder's model.bin for
+    faster-whisper, the checkpoint for openai-whisper."""
+    if engine == FASTER_WHISPER:
+        return ct2_folder(model_dir, name) / "model.bin"
+    return whisper_checkpoint(model_dir, name)
+
+
 def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 

@@ -87,11 +87,10 @@ def _on_timeline(segment: Segment, speech: SpeechMap) -> Segment:
     }
 
 
-def _decode(backend: WhisperBackend, block: Block, decoding: Decoding) -> list[Segment]:
-    """A block's segments on the media's timeline. Whisper sometimes ends a window early and never comes back for
-    the speech after it (seen at the end of a block): a voiced stretch of ``RECOVER_SECONDS`` or more in which no
-    word was decoded is decoded again on its own."""
-    speech = SpeechMap(block)
+def _decode(backend: WhisperBackend, block: Block, speech: SpeechMap, decoding: Decoding) -> list[Segment]:
+    """A block's segments on the media's timeline (``speech``: the block's speech, joined). Whisper sometimes ends
+    a window early and never comes back for the speech after it (seen at the end of a block): a voiced stretch of
+    ``RECOVER_SECONDS`` or more in which no word was decoded is decoded again on its own."""
     if not speech.audio.size:
         return []
     segments = [_on_timeline(s, speech) for s in backend.transcribe(speech.audio, decoding)]
@@ -165,11 +164,12 @@ class TranscriptionEngine:
                 if diarizer is not None:
                     speech_seconds = [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in block.speech]
                     diarizer.add(block.audio, block.offset / SAMPLE_RATE, speech_seconds)
-                if language is None and block.speech:
-                    language, probability = backend.detect_language(SpeechMap(block).audio)
+                speech = SpeechMap(block)
+                if language is None and speech.audio.size:
+                    language, probability = backend.detect_language(speech.audio)
                 if language is not None:
                     decoding = Decoding(language, options.get("prompt"), beam_size)
-                    for segment in _decode(backend, block, decoding):
+                    for segment in _decode(backend, block, speech, decoding):
                         placed = place(segment, block.offset / SAMPLE_RATE, language)
                         if placed is not None:
                             segments.append(placed)

@@ -21,9 +21,8 @@ import numpy.typing as npt
 from workers.engines.models import (
     FASTER_WHISPER,
     OPENAI_WHISPER,
-    ct2_folder,
     missing_model,
-    whisper_checkpoint,
+    whisper_model_file,
 )
 from yinzi.errors import OrderFailed
 from yinzi.settings import WHISPER_ENGINES
@@ -71,15 +70,15 @@ class FasterWhisper:
     """CTranslate2: int8 on a CPU, float16 on a GPU."""
 
     def __init__(self, model_dir: Path, name: str, threads: int) -> None:
-        folder = ct2_folder(model_dir, name)
-        if not (folder / "model.bin").is_file():
-            raise missing_model("Whisper", name, folder.parent)
+        weights = whisper_model_file(model_dir, FASTER_WHISPER, name)
+        if not weights.is_file():
+            raise missing_model("Whisper", name, weights.parent.parent)
         import ctranslate2
         from faster_whisper import WhisperModel
 
         cuda = ctranslate2.get_cuda_device_count() > 0
         self._model = WhisperModel(
-            str(folder),
+            str(weights.parent),
             device="cuda" if cuda else "cpu",
             compute_type="float16" if cuda else "int8",
             cpu_threads=threads,
@@ -126,7 +125,7 @@ class OpenAIWhisper:
     CTranslate2 folder's), else whisper's default (every head of the upper half of the decoder)."""
 
     def __init__(self, model_dir: Path, name: str) -> None:
-        path = whisper_checkpoint(model_dir, name)
+        path = whisper_model_file(model_dir, OPENAI_WHISPER, name)
         if not path.is_file():
             raise missing_model("Whisper", name, path.parent)
         import torch
