@@ -19,7 +19,7 @@ WHISPER := openai-whisper==20250625
 # Only its trained speaker encoder (resemblyzer/pretrained.pt) is used; its dependencies (librosa, webrtcvad) are not.
 RESEMBLYZER := resemblyzer==0.1.4
 
-.PHONY: setup serve worker test lint bench ffmpeg redis chromium postgres
+.PHONY: setup serve worker test lint bench ffmpeg fonts redis chromium postgres
 
 $(BIN)/yinzi: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -28,7 +28,7 @@ $(BIN)/yinzi: pyproject.toml constraints.txt
 	$(PIP_INSTALL) --no-deps $(WHISPER) $(RESEMBLYZER)
 	@touch $@
 
-setup: $(BIN)/yinzi ffmpeg
+setup: $(BIN)/yinzi ffmpeg fonts
 
 serve: setup
 	$(BIN)/yinzi serve
@@ -41,8 +41,10 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# A test file to a worker: module fixtures (a real-weights server, a browser) start once.
+TEST_WORKERS ?= 2
 test: lint redis postgres chromium
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile
 
 bench: setup redis postgres
 	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install -y wrk"; exit 1; }
@@ -55,6 +57,19 @@ ffmpeg:
 	    echo "installing ffmpeg"; apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null; \
 	  else \
 	    echo "ffmpeg is missing: install it with 'sudo apt-get install -y ffmpeg' (macOS: 'brew install ffmpeg')"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# PDF reports draw every script with one font (YINZI_REPORT_FONT): Debian's WenQuanYi Micro Hei has Latin, Cyrillic
+# and CJK glyphs.
+REPORT_FONT ?= /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+fonts:
+	@if [ ! -f "$(REPORT_FONT)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing fonts-wqy-microhei"; apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei >/dev/null; \
+	  else \
+	    echo "PDF reports need a CJK font: sudo apt-get install -y fonts-wqy-microhei (or set YINZI_REPORT_FONT)"; \
 	    exit 1; \
 	  fi; \
 	fi

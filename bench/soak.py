@@ -2,6 +2,11 @@
 
     python bench/soak.py --orders 10000 --clients 32 --mode embedded
     python bench/soak.py --orders 10000 --clients 32 --mode arq        (needs Redis on 127.0.0.1:6379)
+    python bench/soak.py --orders 10000 --clients 32 --mode multihost  (Redis, PostgreSQL on 127.0.0.1:5432)
+
+``multihost`` is the production shape: one API process and two workers, each with its own empty data
+directory, sharing only PostgreSQL (a fresh schema), Redis and an S3 store (moto's server mode, in a process
+of its own, standing in for it); the stem cache and the results travel through the store.
 
 Each client creates an `extract-voice` order for a 1 s clip served by a local web server, queries it every
 0.2 s until it ends (the first query after `finish` charges it), and starts the next. The engine is the real
@@ -9,19 +14,24 @@ Demucs code with a tiny random model; after the first order the stems come from 
 download, a probe, a cache lookup and an MP3 encode. At the end the database is audited: every order
 finished and was charged exactly once, and the balance equals the grant minus the charges. Memory is the
 resident set of every yinzi process (API, worker, engine processes), sampled every 2 s: the figure after
-warm-up (the first 10 % of orders) beside the one at the end.
+warm-up (the first 10 % of orders) beside the one at the end (the S3 stand-in is not a yinzi process and
+is left out).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -32,11 +42,30 @@ sys.path.insert(0, str(REPO))
 
 from tests.support.models import DEMUCS_NAME, save_tiny_demucs  # noqa: E402
 from tests.support.processes import children_of, free_port, wait_healthy  # noqa: E402
+from tests.support.s3 import start_s3_server  # noqa: E402
 from yinzi.accounts import create_key  # noqa: E402
+from yinzi.multiproc import METRICS_DIR_NAME  # noqa: E402
 from yinzi.store import Database  # noqa: E402
 
 GRANT = 10**9
 POLL_S = 0.2
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+S3_BUCKET = "yinzi-soak"
+WORKERS = {"arq": 1, "multihost": 2}
+
+
+@asynccontextmanager
+async def postgres_schema() -> AsyncIterator[str]:
+    import asyncpg
+
+    schema = f"soak_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_SERVER)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{POSTGRES_SERVER}?search_path={schema}"
+    finally:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
 
 
 def rss_mib(pids: list[int]) -> float:
@@ -82,27 +111,62 @@ async def soak(mode: str, orders: int, clients: int, data: Path) -> None:
     media_port = free_port()
     await web.TCPSite(runner, "127.0.0.1", media_port).start()
 
-    db = await Database.open(data / "yinzi.db")
+    async with contextlib.AsyncExitStack() as stack:
+        database: Path | str = data / "yinzi.db"
+        env = {
+            **os.environ,
+            "YINZI_DATA_DIR": str(data),
+            "YINZI_FETCH_ALLOW": "127.0.0.1/32",
+            "YINZI_MODEL_DIR": str(models),
+            "YINZI_DEMUCS_MODEL": DEMUCS_NAME,
+            "YINZI_WORKER_CONCURRENCY": "4",
+        }
+        moto = None
+        if mode != "embedded":
+            env.update(
+                YINZI_REDIS_URL="redis://127.0.0.1:6379/0", YINZI_QUEUE_NAME=f"yinzi-soak:{uuid.uuid4().hex}"
+            )
+        if mode == "multihost":
+            database = await stack.enter_async_context(postgres_schema())
+            moto, endpoint = start_s3_server(data / "s3.log", S3_BUCKET)
+            stack.callback(moto.wait)
+            stack.callback(moto.terminate)
+            env.update(
+                os.environ,
+                YINZI_DATABASE_URL=str(database),
+                YINZI_STORAGE_URL=f"s3://{S3_BUCKET}/soak",
+                YINZI_S3_ENDPOINT_URL=endpoint,
+                YINZI_S3_REGION="us-east-1",
+                YINZI_SECRET_KEY=uuid.uuid4().hex,
+            )
+        await run_soak(mode, orders, clients, data, database, env, media_port)
+        await runner.cleanup()
+
+
+async def run_soak(
+    mode: str,
+    orders: int,
+    clients: int,
+    data: Path,
+    database: Path | str,
+    env: dict[str, str],
+    media_port: int,
+) -> None:
+    db = await Database.open(database)
     user = await db.create_user("soak", GRANT)
     key = (await create_key(db, user, rate_limit=0)).key
     port = free_port()
-    env = {
-        **os.environ,
-        "YINZI_DATA_DIR": str(data),
-        "YINZI_PORT": str(port),
-        "YINZI_FETCH_ALLOW": "127.0.0.1/32",
-        "YINZI_MODEL_DIR": str(models),
-        "YINZI_DEMUCS_MODEL": DEMUCS_NAME,
-        "YINZI_WORKER_CONCURRENCY": "4",
-    }
-    if mode == "arq":
-        env.update(YINZI_REDIS_URL="redis://127.0.0.1:6379/0", YINZI_QUEUE_NAME=f"yinzi-soak:{port}")
-    logs = (data / "serve.log").open("wb")
-    services = [subprocess.Popen([sys.executable, "-m", "yinzi", "serve"], env=env, stdout=logs, stderr=logs)]
-    if mode == "arq":
-        services.append(
-            subprocess.Popen([sys.executable, "-m", "yinzi", "worker"], env=env, stdout=logs, stderr=logs)
-        )
+    env = {**env, "YINZI_PORT": str(port)}
+
+    def start(name: str, command: str) -> subprocess.Popen[bytes]:
+        own = env
+        if mode == "multihost":  # every process on its own empty data directory, as on its own host
+            own = {**env, "YINZI_DATA_DIR": str(data / name)}
+        logs = (data / f"{name}.log").open("wb")
+        return subprocess.Popen([sys.executable, "-m", "yinzi", command], env=own, stdout=logs, stderr=logs)
+
+    services = [start("api", "serve")]
+    services += [start(f"worker-{n}", "worker") for n in range(WORKERS.get(mode, 0))]
     base = f"http://127.0.0.1:{port}"
     created = 0
     errors: Counter[str] = Counter()
@@ -163,7 +227,8 @@ async def soak(mode: str, orders: int, clients: int, data: Path) -> None:
         sampler.cancel()
 
         rows = await db._all(
-            "SELECT count(*) AS n, sum(status = 'finish') AS done, sum(pay_status = 'paid') AS paid, "
+            "SELECT count(*) AS n, sum(CASE WHEN status = 'finish' THEN 1 ELSE 0 END) AS done, "
+            "sum(CASE WHEN pay_status = 'paid' THEN 1 ELSE 0 END) AS paid, "
             "sum(CASE WHEN pay_status = 'paid' THEN cost ELSE 0 END) AS charged FROM orders"
         )
         audit = dict(rows[0])
@@ -190,12 +255,21 @@ async def soak(mode: str, orders: int, clients: int, data: Path) -> None:
             f"RSS of all yinzi processes: {warm:.0f} MiB after warm-up, {end:.0f} MiB at the end "
             f"({(end / warm - 1) * 100:+.1f} %)"
         )
+        if mode == "multihost":
+            left = {
+                name: sorted(
+                    str(p.relative_to(data / name))
+                    for p in (data / name).rglob("*")
+                    if p.is_file() and not p.relative_to(data / name).parts[0] == METRICS_DIR_NAME
+                )
+                for name in ("api", *(f"worker-{n}" for n in range(WORKERS[mode])))
+            }
+            print(f"files in the processes' data directories, live metrics aside: {left}")
     finally:
         for service in services:
             service.terminate()
             service.wait()
         await db.close()
-        await runner.cleanup()
 
 
 def main() -> None:
@@ -204,7 +278,7 @@ def main() -> None:
     )
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--mode", choices=["embedded", "arq"], default="embedded")
+    parser.add_argument("--mode", choices=["embedded", "arq", "multihost"], default="embedded")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="yinzi-soak-") as tmp:
         asyncio.run(soak(args.mode, args.orders, args.clients, Path(tmp)))

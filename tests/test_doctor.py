@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.support.models import DEMUCS_NAME, WHISPER_NAME
 from tests.support.platforms import HOSTS, platforms_app
 from yinzi.cli import main
-from yinzi.doctor import report, run_checks
+from yinzi.doctor import QuickChecks, report, run_checks
+from yinzi.errors import ServiceUnavailable
 from yinzi.settings import ORDER_TYPES, Settings
 
 
@@ -95,6 +97,22 @@ async def test_healthz_without_models_is_degraded(
     assert data["orderTypes"]["track-separation"]["reason"].endswith("yinzi models pull htdemucs`")
 
 
+async def test_healthz_of_an_api_host_does_not_count_the_workers_engines(
+    make_client: Callable[[Settings], Any],
+    settings: Settings,
+    tmp_path: Path,
+    redis_url: str,
+    queue_name: str,
+) -> None:
+    """With the arq queue an API host has no engines or models of its own: it is healthy all the same."""
+    api_host = settings.replace(
+        engines={}, model_dir=tmp_path / "empty", redis_url=redis_url, queue_name=queue_name
+    )
+    data = (await (await (await make_client(api_host)).get("/healthz")).json())["data"]
+    assert data["queue"] == "arq" and data["status"] == "ok"
+    assert data["orderTypes"]["extract-text"]["ok"] is False  # still said, for whoever reads it
+
+
 async def test_readyz(
     client: TestClient, make_client: Callable[[Settings], Any], arq_settings: Settings
 ) -> None:
@@ -102,3 +120,38 @@ async def test_readyz(
     arq_client = await make_client(arq_settings)
     resp = await arq_client.get("/readyz")
     assert resp.status == 200 and (await resp.json())["data"] == {"ready": True}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # no database is involved
+async def test_health_checks_are_shared_and_taken_again_when_stale(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many probes at once make one round of checks; once it is stale the next probe checks again and sees a
+    store that has gone away."""
+
+    class CountedStore:
+        kind = "local"
+        calls = 0
+        broken = False
+
+        async def check(self) -> str:
+            self.calls += 1
+            await asyncio.sleep(0.05)  # the checks are still running when the other probes arrive
+            if self.broken:
+                raise ServiceUnavailable("the disk went read-only")
+            return "writable"
+
+    store = CountedStore()
+    checks = QuickChecks(settings, store)  # type: ignore[arg-type]
+    answers = await asyncio.gather(*(checks.report() for _ in range(20)))
+    assert store.calls == 1 and all(a["storage"]["ok"] for a in answers)
+    store.broken = True
+    assert (await checks.report())["storage"]["ok"]  # within QUICK_CHECK_EVERY_S: the answer just taken
+    monkeypatch.setattr("yinzi.doctor.QUICK_CHECK_EVERY_S", 0.0)
+    stale = await checks.report()
+    assert store.calls == 2 and stale["storage"] == {
+        "kind": "local",
+        "ok": False,
+        "detail": "the disk went read-only",
+    }
+    assert not stale["fine"]

@@ -111,6 +111,12 @@ def test_odd_spelling_of_a_public_address_asks_for_the_usual_one() -> None:
         AddressPolicy().check_url("http://134744072/")
 
 
+@pytest.mark.parametrize("url", ["http://..a/x", "http://a..b/x", f"http://{'a' * 64}.com/x"])
+def test_a_host_that_is_no_host_name_is_refused_before_anything_is_made(url: str) -> None:
+    with pytest.raises(BlockedAddress, match="is not a host name"):
+        AddressPolicy().check_url(url)
+
+
 async def test_names_resolving_to_private_addresses_are_refused(
     make_client: Callable[[Settings], Any], strict: Settings, media_server: TestServer
 ) -> None:

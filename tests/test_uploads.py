@@ -1,10 +1,11 @@
 """Resumable upload sessions: whole and ranged PUTs, resuming after a broken connection, completion checks,
-orders and prices from an upload, expiry."""
+orders and prices from an upload, expiry. Each runs on local disk and on the S3 stand-in."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +15,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from tests.conftest import Account, add_account, wait_for_order
+from tests.conftest import PATIENCE, STORAGES, Account, S3Server, add_account, wait_for_order, with_storage
 from yinzi.appkeys import DB, SETTINGS
 from yinzi.settings import Settings
+from yinzi.uploads import INCOMING
 
 UPLOADS = "/api/open/v1/uploads"
 
@@ -55,6 +57,11 @@ async def state(client: TestClient, account: Account, upload_id: str) -> dict[st
 async def complete(client: TestClient, account: Account, upload_id: str, **body: Any) -> tuple[int, Any]:
     resp = await client.post(f"{UPLOADS}/{upload_id}/complete", json=body or None, headers=account.headers)
     return resp.status, await resp.json()
+
+
+@pytest.fixture(params=STORAGES)
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    return with_storage(settings, request.param, request)
 
 
 @pytest.fixture
@@ -225,17 +232,41 @@ async def test_upload_urls_are_signed_and_sessions_private(client: TestClient, a
 
 
 async def test_incomplete_sessions_expire_and_their_files_go(
-    make_client: Callable[[Settings], Any], settings: Settings
+    make_client: Callable[[Settings], Any], settings: Settings, request: pytest.FixtureRequest
 ) -> None:
-    client = await make_client(settings.replace(upload_ttl=0, sweep_interval=0.05))
+    client = await make_client(settings.replace(upload_ttl=2, sweep_interval=0.05))
     account = await add_account(client.app[DB])
     session = await open_session(client, account, 10)
-    part = client.app[SETTINGS].uploads_dir / f"{session['uploadId']}.part"
-    assert part.exists()
-    for _ in range(100):
-        if not part.exists():
+    status, _ = await put(client, session["uploadUrl"], b"x" * 4, "bytes 0-3/10")
+    assert status == 200
+
+    def stored() -> list[str]:
+        if settings.storage_url is None:
+            part = client.app[SETTINGS].uploads_dir / f"{session['uploadId']}.part"
+            return [part.name] if part.exists() else []
+        s3: S3Server = request.getfixturevalue("s3_server")
+        return s3.keys(settings.storage_url) + s3.multipart_uploads(settings.storage_url)
+
+    assert stored()
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        if not stored():
             break
         await asyncio.sleep(0.05)
-    assert not part.exists()
+    assert stored() == []
     resp = await client.get(f"{UPLOADS}/{session['uploadId']}", headers=account.headers)
     assert resp.status == 404
+
+
+async def test_scratch_files_a_dead_process_left_are_deleted_when_the_service_starts(
+    make_client: Callable[[Settings], Any], settings: Settings
+) -> None:
+    incoming = settings.uploads_dir / INCOMING
+    incoming.mkdir(parents=True)
+    stale, fresh = incoming / "stale", incoming / "fresh"
+    for path in (stale, fresh):
+        path.write_bytes(b"half a form's file")
+    old = time.time() - settings.upload_ttl - 60
+    os.utime(stale, (old, old))
+    await make_client(settings)
+    assert not stale.exists() and fresh.exists()  # a file still arriving in another process is kept

@@ -15,9 +15,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import Account, add_account, wait_for_order
-from yinzi.appkeys import DB
+from yinzi.appkeys import DB, SERVICE
+from yinzi.callbacks import STYLES, Outgoing
+from yinzi.orders import OrderRequest
+from yinzi.service import OrderService
 from yinzi.settings import Settings
-from yinzi.store import Database
+from yinzi.store import Database, Order
 
 
 class Receiver:
@@ -158,3 +161,29 @@ async def test_callback_urls_follow_the_address_rules(client: TestClient, accoun
         headers=account.headers,
     )
     assert (resp.status, (await resp.json())["msg"]) == (400, "callbackUrl: 10.0.0.7 is not a public address")
+
+
+class BrokenStyle:
+    """An API's callback style that cannot write its body (say, its results could not be read)."""
+
+    async def render(self, service: OrderService, order: Order, secret: str) -> Outgoing:
+        raise OSError("results unreadable")
+
+
+async def test_a_callback_that_cannot_be_written_is_recorded_retried_and_given_up(
+    hooked: tuple[TestClient, Account],
+    aiohttp_server: Callable[..., Any],
+    media_url: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, account = hooked
+    monkeypatch.setitem(STYLES, "broken", BrokenStyle())
+    receiver = Receiver([200])
+    order = OrderRequest("extract-text", {"pathKey": media_url("/m/tone.wav")}, "queue",
+                         await start(aiohttp_server, receiver))  # fmt: skip
+    user = await client.app[DB].user_by_name(account.name)
+    assert user is not None
+    placed = await client.app[SERVICE].place(user, order, api="broken")
+    history = await wait_history(client.app[DB], placed.order_no, lambda h: bool(h and h[0]["gave_up_at"]))
+    assert len(history) == 4 and not receiver.calls  # the first try and three retries, each recorded
+    assert all("could not be written: OSError: results unreadable" in a["error"] for a in history)

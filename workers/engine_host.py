@@ -1,7 +1,7 @@
 """Engine processes: where models live and CPU work happens.
 
 Each :class:`EngineHost` owns one child process (``spawn``: no inherited event loop or sockets) that imports
-its engine and loads the model once, then serves tasks one at a time over a pipe, sending progress as it goes.
+its engine, says it is ready, loads the model once, then serves tasks one at a time over a pipe, sending progress as it goes.
 The parent waits on the pipe with ``loop.add_reader``, so the event loop never blocks. An order past its time
 limit gets its child killed (its CPU is freed at once) and the next task starts a fresh child. A child also
 exits on its own when its parent dies, so a SIGKILLed worker leaves no orphan burning CPU.
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 PARENT_CHECK_S = 1.0
 PROGRESS_EVERY_S = 0.25
+# A new child's start (interpreter, imports, the engine's construction), which does not count against an
+# order's time limit: on a busy machine it alone can take longer than a short limit.
+START_LIMIT_S = 120.0
 
 OnProgress = Callable[[float], Awaitable[None]]
 
@@ -58,8 +61,25 @@ class EngineHost:
         self._proc, self._conn = proc, parent_end
         return parent_end
 
-    async def run(self, task: EngineTask, on_progress: OnProgress, time_limit: float) -> list[ResultFile]:
+    async def _started(self) -> Connection:
+        """The child's pipe, once the child says it is up (a new one is started when there is none)."""
+        fresh = self._proc is None or not self._proc.is_alive()
         conn = self._ensure_started()
+        if fresh:
+            try:
+                async with asyncio.timeout(START_LIMIT_S):
+                    kind, payload = await _receive(conn)
+            except (TimeoutError, EOFError):
+                code = self._proc.exitcode if self._proc else None
+                self.kill()
+                raise OrderFailed(f"the engine process did not start (exit code {code})") from None
+            if kind != "ready":
+                self.kill()
+                raise OrderFailed(payload)
+        return conn
+
+    async def run(self, task: EngineTask, on_progress: OnProgress, time_limit: float) -> list[ResultFile]:
+        conn = await self._started()
         conn.send(task)
         try:
             async with asyncio.timeout(time_limit):
@@ -168,7 +188,13 @@ def _share_cores(threads: int) -> None:
 def _child_main(spec: str, settings: Settings, conn: Connection, parent_pid: int) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     _share_cores(settings.threads_per_engine)
-    engine = None
+    try:
+        engine = load_engine_class(spec)(settings)
+    except Exception as exc:
+        traceback.print_exc()
+        conn.send(("failed", f"engine error: {type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", None))
     while True:
         try:
             task: EngineTask = conn.recv()
@@ -184,8 +210,6 @@ def _child_main(spec: str, settings: Settings, conn: Connection, parent_pid: int
                 conn.send(("progress", max(0.0, min(1.0, fraction))))
 
         try:
-            if engine is None:
-                engine = load_engine_class(spec)(settings)
             conn.send(("done", engine.run(task, progress)))
         except OrderFailed as exc:
             conn.send(("failed", exc.reason))

@@ -29,8 +29,9 @@ def ffprobe_missing(ffprobe: str) -> str | None:
     return None if shutil.which(ffprobe) else f"{ffprobe} not found: {INSTALL_HINT}"
 
 
-async def probe(path: Path, ffprobe: str = "ffprobe") -> MediaInfo:
-    if path.stat().st_size == 0:
+async def probe(path: Path | str, ffprobe: str = "ffprobe") -> MediaInfo:
+    """``path``: a file, or a URL ffprobe reads (an upload in an object store, through a presigned URL)."""
+    if isinstance(path, Path) and path.stat().st_size == 0:
         raise OrderFailed("unsupported media: the file is empty")
     missing = ffprobe_missing(ffprobe)
     if missing:

@@ -21,17 +21,20 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import shutil
 import time
 
 import aiohttp
 
 from workers.jobs import JobContext
+from yinzi.callbacks import STYLES
 from yinzi.errors import ServiceUnavailable
 from yinzi.fetch import BlockedAddress, FetchError
 from yinzi.idempotency import TTL_S as IDEMPOTENCY_TTL_S
 from yinzi.metrics import WEBHOOK_DELIVERIES
 from yinzi.queue import recover
+from yinzi.service import OrderService
+from yinzi.signing import Signer
+from yinzi.storage import results_prefix
 from yinzi.store import WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,10 @@ class Sweeper:
         self._settings = jobs.settings
         self._db = jobs.db
         self._fetcher = jobs.fetcher
+        assert jobs.queue is not None, "wire the jobs to their queue before sweeping"
+        self._service = OrderService(
+            jobs.settings, jobs.db, jobs.queue, Signer.for_settings(jobs.settings), jobs.storage
+        )
         self._in_flight: set[asyncio.Task[None]] = set()
         self._task = asyncio.create_task(self._run(), name="yinzi-sweeper")
 
@@ -89,13 +96,12 @@ class Sweeper:
             await recover(queue, self._db, self._settings.max_running_per_user)
 
     async def expire(self) -> None:
-        settings, now = self._settings, time.time()
+        settings, now, storage = self._settings, time.time(), self._jobs.storage
         for order_no in await self._db.expire_results(now - settings.result_retention):
-            await asyncio.to_thread(shutil.rmtree, settings.results_dir / order_no, True)
+            await storage.delete_prefix(results_prefix(order_no))
             log.info("results of %s expired", order_no)
         for upload_id in await self._db.expire_uploads(now):
-            for path in (settings.uploads_dir / upload_id, settings.uploads_dir / f"{upload_id}.part"):
-                path.unlink(missing_ok=True)
+            await storage.discard_upload(upload_id)
         await self._db.forget_idempotency_keys(now - IDEMPOTENCY_TTL_S)
 
     async def _start_due_deliveries(self) -> None:
@@ -110,37 +116,20 @@ class Sweeper:
 
     async def _deliver(self, delivery: WebhookDelivery) -> None:
         settings = self._settings
-        body = delivery.body.encode()
-        secret = await self._db.webhook_secret(delivery.user_id)
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "yinzi-webhooks",
-            SIGNATURE_HEADER: webhook_signature(secret, int(time.time()), body),
-        }
         status: int | None = None
         error: str | None = None
         started = time.monotonic()
+        delays = settings.webhook_retry_delays
         try:
-            async with asyncio.timeout(settings.webhook_timeout):
-                async with self._fetcher.request(
-                    "POST", delivery.url, max_redirects=0, headers=headers, data=body
-                ) as (_, resp):
-                    status = resp.status
-                    await resp.read()
-        except TimeoutError:
-            error = f"no answer within {settings.webhook_timeout:g} s"
-        except (BlockedAddress, FetchError) as exc:
-            error = str(exc)
-        except aiohttp.ClientConnectorError as exc:
-            error = (
-                str(exc.__cause__) if isinstance(exc.__cause__, BlockedAddress) else f"cannot connect: {exc}"
-            )
-        except aiohttp.ClientError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            body, headers, delays = await self._request(delivery)
+        except Exception as exc:  # recorded like a failed attempt, so the delivery is retried, then given up
+            log.exception("webhook for %s could not be written", delivery.order_no)
+            error = f"the callback could not be written: {type(exc).__name__}: {exc}"
+        else:
+            status, error = await self._send(delivery.url, body, headers)
         delivered = status is not None and 200 <= status < 300
         if status is not None and not delivered:
             error = f"HTTP {status}"
-        delays = settings.webhook_retry_delays
         retry_at = None
         if not delivered and delivery.attempts <= len(delays):
             retry_at = time.time() + delays[delivery.attempts - 1]
@@ -163,3 +152,41 @@ class Sweeper:
                 error,
                 "" if retry_at else "; giving up",
             )
+
+    async def _request(self, delivery: WebhookDelivery) -> tuple[bytes, dict[str, str], tuple[float, ...]]:
+        """The body, headers and retry delays of a delivery: the native shape, or the order's API's own."""
+        settings = self._settings
+        secret = await self._db.webhook_secret(delivery.user_id)
+        order = await self._db.order(delivery.order_no)
+        style = STYLES.get(order.api) if order is not None and order.api else None
+        if style is not None and order is not None:  # another API's order: that API's shape
+            outgoing = await style.render(self._service, order, secret)
+            headers = {"Content-Type": "application/json", "User-Agent": "yinzi-webhooks", **outgoing.headers}
+            return outgoing.body, headers, outgoing.retry_delays or settings.webhook_retry_delays
+        body = delivery.body.encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "yinzi-webhooks",
+            SIGNATURE_HEADER: webhook_signature(secret, int(time.time()), body),
+        }
+        return body, headers, settings.webhook_retry_delays
+
+    async def _send(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
+        """One POST: the receiver's status, or why there is none."""
+        timeout = self._settings.webhook_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._fetcher.request(
+                    "POST", url, max_redirects=0, headers=headers, data=body
+                ) as (_, resp):
+                    await resp.read()
+                    return resp.status, None
+        except TimeoutError:
+            return None, f"no answer within {timeout:g} s"
+        except (BlockedAddress, FetchError) as exc:
+            return None, str(exc)
+        except aiohttp.ClientConnectorError as exc:
+            cause = exc.__cause__
+            return None, str(cause) if isinstance(cause, BlockedAddress) else f"cannot connect: {exc}"
+        except aiohttp.ClientError as exc:
+            return None, f"{type(exc).__name__}: {exc}"

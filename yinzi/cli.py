@@ -125,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+SHARED_SECRET_HINT = "the same long random value on every API and worker host"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -134,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.data_dir is not None:
         settings = settings.replace(data_dir=args.data_dir)
+    if args.command in ("serve", "worker") and settings.storage_url and not settings.secret_key:
+        # Beside an object store hosts share no disk, so a key kept in one data directory would be each
+        # host's own: URLs signed on one host would fail on the next.
+        print(f"yinzi: YINZI_STORAGE_URL needs YINZI_SECRET_KEY, {SHARED_SECRET_HINT}", file=sys.stderr)
+        return 2
     if args.command == "serve":
         settings = settings.replace(
             host=args.host or settings.host,
@@ -144,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         if settings.redis_url:  # else run() says what is missing
             _use_metrics_dir(settings)
+        import yinzi.dialects  # noqa: F401  (their callback styles, for the webhooks this worker sends)
         from workers.arq_worker import run
 
         run(settings)
@@ -389,9 +398,9 @@ async def _users_webhook_secret(db: Database, settings: Settings, args: argparse
 
 
 def _signer(settings: Settings) -> Signer:
-    from yinzi.signing import Signer, load_or_create_secret
+    from yinzi.signing import Signer
 
-    return Signer(settings.secret_key or load_or_create_secret(settings.data_dir), settings.result_url_ttl)
+    return Signer.for_settings(settings)
 
 
 async def _keys_list(db: Database, settings: Settings, args: argparse.Namespace) -> None:

@@ -1,9 +1,10 @@
 """What can run here, and what to do about what cannot: ``yinzi doctor``, ``/healthz`` and ``/readyz``.
 
-:func:`order_types` is the cheap answer ``/healthz`` gives on every call: for each order type, whether its
-engine is installed (found, not imported) and its default model is on disk. :func:`run_checks` is the deep
-one ``yinzi doctor`` runs once: tools, engines imported and their models loaded, the database, Redis, disk,
-memory and whether each short-video platform answers, each failure with the command or setting that fixes it.
+:class:`QuickChecks` is the cheap answer ``/healthz`` gives, taken at most every ``QUICK_CHECK_EVERY_S``:
+ffprobe, the file store, and for each order type (:func:`order_types`) whether its engine is installed (found,
+not imported) and its default model is on disk. :func:`run_checks` is the deep one ``yinzi doctor`` runs
+once: tools, engines imported and their models loaded, the database, Redis, disk, memory, the file store and
+whether each short-video platform answers, each failure with the command or setting that fixes it.
 """
 
 from __future__ import annotations
@@ -18,12 +19,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from workers.engines import BUILTIN_ENGINES, EngineUnavailable, check_installed, engine_spec
 from workers.engines.models import demucs_repo, whisper_model_file
+from workers.probe import ffprobe_missing
+from workers.reports import FONT_HINT
+from yinzi.errors import ServiceUnavailable
 from yinzi.fetch import Fetcher
+from yinzi.llm import NOT_CONFIGURED, LlmError, list_models
 from yinzi.metrics import engine_name
 from yinzi.settings import GIB, ORDER_TYPES, Settings
+
+if TYPE_CHECKING:
+    from yinzi.storage import Storage
 
 MIN_FREE_DISK = 2 * GIB  # one long upload and its work files
 MIN_FREE_MEMORY = 2 * GIB  # one engine with a mid-sized model
@@ -89,6 +98,49 @@ def model_missing(settings: Settings, spec: str) -> str | None:
 
 def default_model(settings: Settings, spec: str) -> str | None:
     return {SEPARATION: settings.demucs_model, TRANSCRIPTION: settings.whisper_model}.get(spec)
+
+
+# A load balancer or a monitor may ask many times a second; the file-system and store calls behind the answer
+# are made at most this often per process, and requests meanwhile share the last answer.
+QUICK_CHECK_EVERY_S = 2.0
+
+
+class QuickChecks:
+    """What ``/healthz`` says besides the database: ffprobe, the file store and which order types can run."""
+
+    def __init__(self, settings: Settings, storage: Storage) -> None:
+        self._settings = settings
+        self._storage = storage
+        self._last: asyncio.Task[dict[str, Any]] | None = None
+        self._taken = 0.0
+
+    async def report(self) -> dict[str, Any]:
+        stale = time.monotonic() - self._taken >= QUICK_CHECK_EVERY_S
+        if self._last is None or (self._last.done() and stale):
+            self._taken = time.monotonic()
+            self._last = asyncio.ensure_future(self._check())
+        # Shielded: a client that hangs up does not cancel the check the others wait on.
+        return await asyncio.shield(self._last)
+
+    async def _check(self) -> dict[str, Any]:
+        storage = self._storage
+        try:
+            stored = {"kind": storage.kind, "ok": True, "detail": await storage.check()}
+        except ServiceUnavailable as exc:
+            stored = {"kind": storage.kind, "ok": False, "detail": exc.msg}
+        ffprobe = ffprobe_missing(self._settings.ffprobe)
+        types = order_types(self._settings)
+        # With a job queue the engines run in `yinzi worker` processes, often on other hosts (each checks its own
+        # with `yinzi doctor`): what this host lacks makes it no less healthy.
+        engines_here = not self._settings.redis_url
+        return {
+            "fine": ffprobe is None
+            and bool(stored["ok"])
+            and (not engines_here or all(t["ok"] for t in types.values())),
+            "ffprobe": ffprobe or "ok",
+            "storage": stored,
+            "orderTypes": types,
+        }
 
 
 def order_types(settings: Settings) -> dict[str, dict[str, object]]:
@@ -234,6 +286,37 @@ async def _redis(settings: Settings) -> Check | None:
     return Check("redis", True, settings.redis_url)
 
 
+async def _storage(settings: Settings) -> list[Check]:
+    """Where uploads and results live; beside an object store, the key every host must share."""
+    from yinzi.storage import open_storage
+
+    checks: list[Check] = []
+    try:
+        storage = open_storage(settings)
+        try:
+            checks.append(Check("storage", True, await storage.check()))
+        finally:
+            await storage.close()
+    except (ServiceUnavailable, ValueError) as exc:
+        fix = (
+            "check YINZI_STORAGE_URL, YINZI_S3_ENDPOINT_URL, YINZI_S3_REGION, the credentials "
+            "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and that the bucket exists"
+            if settings.storage_url
+            else "check the data directory's permissions and free disk"
+        )
+        checks.append(Check("storage", False, str(getattr(exc, "msg", exc)), fix))
+    if settings.storage_url and not settings.secret_key:
+        checks.append(
+            Check(
+                "secret key",
+                False,
+                "YINZI_SECRET_KEY is not set: each host would sign URLs with its own key",
+                "set YINZI_SECRET_KEY to the same long random value on every API and worker host",
+            )
+        )
+    return checks
+
+
 def _disk(settings: Settings) -> Check:
     folder = settings.data_dir if settings.data_dir.exists() else Path(".")
     free = shutil.disk_usage(folder).free
@@ -282,10 +365,38 @@ async def _platform(fetcher: Fetcher, settings: Settings, name: str, url: str) -
     )
 
 
+def _report_font(settings: Settings) -> Check:
+    font = settings.report_font
+    if not font.is_file():
+        return Check("report font", False, f"{font} is missing: PDF reports fail", FONT_HINT)
+    return Check("report font", True, str(font))
+
+
+async def _language_model(settings: Settings) -> Check:
+    if not settings.llm_url:
+        return Check("language model", True, f"none: {NOT_CONFIGURED}", warning=True)
+    try:
+        models = [m["id"] for m in await list_models(settings)]
+    except LlmError as exc:
+        return Check("language model", False, exc.reason, "check YINZI_LLM_URL and that the server runs")
+    if settings.llm_model and settings.llm_model not in models:
+        return Check(
+            "language model", False, f"{settings.llm_model} is not among {', '.join(models) or 'no models'}",
+            "set YINZI_LLM_MODEL to one of them",
+        )  # fmt: skip
+    return Check("language model", True, f"{settings.llm_url}: {', '.join(models)}")
+
+
 async def run_checks(settings: Settings, *, network: bool = True) -> list[Check]:
-    checks = [_tool("ffmpeg"), _tool(settings.ffprobe)]
+    checks = [
+        _tool("ffmpeg"),
+        _tool(settings.ffprobe),
+        _report_font(settings),
+        await _language_model(settings),
+    ]
     checks += await asyncio.to_thread(_engine_checks, settings)
     checks.append(await _database(settings))
+    checks += await _storage(settings)
     redis = await _redis(settings)
     if redis is not None:
         checks.append(redis)

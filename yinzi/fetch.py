@@ -88,6 +88,10 @@ class AddressPolicy:
         try:
             ip = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
+            if any(not label or len(label) > MAX_HOST_LABEL for label in host.rstrip(".").split(".")):
+                raise BlockedAddress(
+                    f"{host} is not a host name: a part between dots is empty or too long"
+                ) from None
             odd = _odd_ipv4(host)
             if odd is None:
                 return parsed
@@ -97,6 +101,9 @@ class AddressPolicy:
             ) from None
         self.check_ip(ip)
         return parsed
+
+
+MAX_HOST_LABEL = 63  # DNS's longest label
 
 
 def _odd_ipv4(host: str) -> ipaddress.IPv4Address | None:

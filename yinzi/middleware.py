@@ -9,6 +9,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from yinzi.declare import REQUEST_ID
 from yinzi.envelope import error
 from yinzi.errors import YinziError
 from yinzi.logs import log_context
@@ -32,6 +33,7 @@ _HTTP_MESSAGES = {
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = incoming if _CALLER_ID.fullmatch(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
     with log_context(request_id):
         response: web.StreamResponse
         try:

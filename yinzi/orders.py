@@ -9,9 +9,10 @@ import re
 import secrets
 import string
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from yinzi.envelope import reject_unknown
 from yinzi.errors import BadRequest
@@ -20,6 +21,7 @@ from yinzi.links import is_single_url, link_in
 from yinzi.pricing import PRIORITIES
 from yinzi.settings import ORDER_TYPES
 from yinzi.store import Order
+from yinzi.uploads import MAX_FILE_NAME
 
 ORDER_NO_ALPHABET = string.ascii_letters + string.digits
 ORDER_NO_LENGTH = 18  # 107 random bits: unguessable
@@ -32,6 +34,8 @@ CALCULATE_FIELDS = frozenset({"orderType", "durationSeconds", "uploadId", "prior
 
 OUTPUT_FORMATS = ("mp3", "wav", "flac")
 CHINESE_SCRIPTS = ("simplified", "traditional")
+# Whisper's tasks: write down what is said, or translate it into English.
+WHISPER_TASKS = ("transcribe", "translate")
 MAX_PROMPT_CHARS = 1000
 # Model names become file names in the model directory: no separators, no leading dot.
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -73,8 +77,10 @@ def _boolean(name: str, value: Any) -> None:
 
 def _number(low: float, high: float, integer: bool = True) -> Callable[[str, Any], None]:
     def check(name: str, value: Any) -> None:
-        kinds = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        # JSON has one number type: 5.0 is the integer 5 (as JSON Schema's "integer" says), 5.5 is not.
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        kinds = whole if integer else isinstance(value, int | float)
+        if isinstance(value, bool) or not kinds or not low <= value <= high:
             kind = "an integer" if integer else "a number"
             raise BadRequest(f"stuff.{name} must be {kind} from {low:g} to {high:g}")
 
@@ -84,12 +90,34 @@ def _number(low: float, high: float, integer: bool = True) -> Callable[[str, Any
 # extract-text's numeric options: (lowest, highest, whole numbers only), shared with the OpenAPI document.
 TEXT_NUMBERS: dict[str, tuple[float, float, bool]] = {
     "beamSize": (1, 10, True),
+    "temperature": (0, 1, False),
     "speakers": (1, 20, True),
     "maxLineChars": (8, 200, True),
     "maxLines": (1, 5, True),
     "maxCaptionSeconds": (1, 30, False),
 }
-TEXT_FLAGS = ("vad", "diarize")
+WHOLE_NUMBERS = frozenset(name for name, (_, _, whole) in TEXT_NUMBERS.items() if whole)
+TEXT_FLAGS = ("vad", "diarize", "splitChannels")
+
+# ---- transcript reports and AI analysis (workers/reports.py, workers/analysis.py) ----
+REPORT_FORMATS = ("pdf",)
+MAX_AI_PROMPT_CHARS = 4000
+MAX_FILE_NAME_CHARS = MAX_FILE_NAME  # the same limit as an upload session's fileName
+
+
+def _text(limit: int) -> Callable[[str, Any], None]:
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, str) or not value.strip() or len(value) > limit:
+            raise BadRequest(f"stuff.{name} must be a non-empty string of at most {limit} characters")
+
+    return check
+
+
+def url_file_name(url: str) -> str | None:
+    """The last segment of a URL's path, decoded: what a browser would save the file as."""
+    name = unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2]).strip()
+    return name[:MAX_FILE_NAME_CHARS] or None
+
 
 SEPARATION_OPTIONS = {"format": _one_of(OUTPUT_FORMATS)}
 OPTIONS: dict[str, dict[str, Callable[[str, Any], None]]] = {
@@ -101,10 +129,22 @@ OPTIONS: dict[str, dict[str, Callable[[str, Any], None]]] = {
         "prompt": _prompt,
         "model": _model,
         "chinese": _one_of(CHINESE_SCRIPTS),
+        "task": _one_of(WHISPER_TASKS),
         **{name: _number(*limits) for name, limits in TEXT_NUMBERS.items()},
         **dict.fromkeys(TEXT_FLAGS, _boolean),
+        "report": _one_of(REPORT_FORMATS),
+        "aiPrompt": _text(MAX_AI_PROMPT_CHARS),
+        "fileName": _text(MAX_FILE_NAME_CHARS),
     },
 }
+
+
+# An order's own input limits, tighter than the service's (YINZI_MAX_DOWNLOAD_BYTES, YINZI_MAX_DURATION): an API
+# whose contract promises smaller ones puts them in stuff (with_input_limits); the job enforces them when it
+# fetches and probes the input (workers/jobs.py), and engines never see them.
+MAX_INPUT_BYTES = "maxInputBytes"
+MAX_INPUT_SECONDS = "maxInputSeconds"
+INPUT_LIMITS = (MAX_INPUT_BYTES, MAX_INPUT_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -118,6 +158,10 @@ class OrderRequest:
     def upload_id(self) -> str | None:
         value = self.stuff.get("uploadId")
         return value if isinstance(value, str) else None
+
+    def with_input_limits(self, max_bytes: int, max_seconds: int) -> OrderRequest:
+        """This order, refusing (failed, at no cost) an input larger or longer than these."""
+        return replace(self, stuff={**self.stuff, MAX_INPUT_BYTES: max_bytes, MAX_INPUT_SECONDS: max_seconds})
 
 
 @dataclass(frozen=True)
@@ -195,6 +239,7 @@ def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
     for name, check in options.items():
         if name in stuff:
             check(name, stuff[name])
+    stuff = {**stuff, **{name: int(stuff[name]) for name in WHOLE_NUMBERS if name in stuff}}  # 5.0 -> 5
     request = partial(OrderRequest, order_type, priority=priority, callback_url=callback_url)
     path_key = stuff.get("pathKey")
     if "uploadId" in stuff:

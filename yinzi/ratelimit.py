@@ -1,4 +1,5 @@
-"""Requests per minute per API key, counted in fixed one-minute windows.
+"""Requests per minute per API key, counted in fixed one-minute windows; and any other count of requests per
+fixed window (``window_s``) under a key of the caller's choosing (an API's submits per client address, say).
 
 With ``YINZI_REDIS_URL`` the counters live in Redis (one INCR and EXPIRE per request, pipelined), so every
 API process shares them; without it, in this process's memory. If Redis stops answering, requests are let
@@ -44,27 +45,31 @@ class Quota:
 QUOTA = web.RequestKey("quota", Quota)
 
 
-def _window(now: float) -> tuple[int, int]:
+def _window(now: float, window_s: int) -> tuple[int, int]:
     """The current window's number and the whole seconds until it ends."""
-    return int(now // WINDOW_S), max(1, math.ceil(WINDOW_S - now % WINDOW_S))
+    return int(now // window_s), max(1, math.ceil(window_s - now % window_s))
 
 
 class RateLimiter(Protocol):
-    async def hit(self, key_id: int, limit: int) -> Quota: ...
+    async def hit(self, key: int | str, limit: int, window_s: int = WINDOW_S) -> Quota:
+        """Counts one request under ``key`` in the current ``window_s``-second window."""
+        ...
 
     async def close(self) -> None: ...
 
 
 class MemoryRateLimiter:
     def __init__(self) -> None:
-        self._window = -1
-        self._counts: dict[int, int] = {}
+        # Per window length: the current window's number and the counts in it.
+        self._windows: dict[int, tuple[int, dict[int | str, int]]] = {}
 
-    async def hit(self, key_id: int, limit: int) -> Quota:
-        window, reset = _window(time.time())
-        if window != self._window:  # a new minute: every count starts again
-            self._window, self._counts = window, {}
-        count = self._counts[key_id] = self._counts.get(key_id, 0) + 1
+    async def hit(self, key: int | str, limit: int, window_s: int = WINDOW_S) -> Quota:
+        window, reset = _window(time.time(), window_s)
+        current, counts = self._windows.get(window_s, (-1, {}))
+        if window != current:  # a new window: every count starts again
+            counts = {}
+            self._windows[window_s] = (window, counts)
+        count = counts[key] = counts.get(key, 0) + 1
         return Quota(limit, limit - count, reset)
 
     async def close(self) -> None:
@@ -77,13 +82,13 @@ class RedisRateLimiter:
         self._prefix = f"{namespace}:ratelimit:"
         self._redis = Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
 
-    async def hit(self, key_id: int, limit: int) -> Quota:
-        window, reset = _window(time.time())
-        key = f"{self._prefix}{key_id}:{window}"
+    async def hit(self, key: int | str, limit: int, window_s: int = WINDOW_S) -> Quota:
+        window, reset = _window(time.time(), window_s)
+        counter = f"{self._prefix}{key}:{window_s}:{window}"
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, WINDOW_S + 5)
+                pipe.incr(counter)
+                pipe.expire(counter, window_s + 5)
                 count, _ = await pipe.execute()
         except (OSError, RedisError) as exc:
             log.warning("rate limiting is off while Redis is unreachable: %s", exc)

@@ -117,6 +117,50 @@ class Settings:
     # orderType -> "module:Class" overrides of the built-in engines (see workers/engines).
     engines: Mapping[str, str] = field(default_factory=dict)
     ffprobe: str = "ffprobe"
+    # ---- transcript reports and AI analysis (extract-text's stuff.report and stuff.aiPrompt) ----
+    # The font of PDF reports: TrueType or OpenType (a .ttc collection works); Chinese and Japanese need its CJK
+    # glyphs. Debian: apt-get install fonts-wqy-microhei.
+    report_font: Path = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+    # An OpenAI-compatible chat-completions API (Ollama: http://127.0.0.1:11434/v1, vLLM, a hosted one), its
+    # model (None: the first one it lists) and key. No URL: analysis is off and says so.
+    llm_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+    # How much transcript one request may carry, in characters; a longer one is summarised in parts of this
+    # size, then the summaries as a whole. Set it below the model's context (about 3 characters a token).
+    llm_context_chars: int = 12_000
+    # Seconds one chat-completions request may take.
+    llm_timeout: float = 300.0
+    # abcpen offline ASR (yinzi/dialects/abcpen.py): its document's limits. Results are kept result_retention.
+    abcpen_submits_per_second: int = 5  # task submits per client IP address per second (0: no limit)
+    abcpen_daily_tasks: int = 100  # tasks per app (account) in the last 24 hours (0: no limit)
+    abcpen_max_bytes: int = 500 * 1024**2  # one task's audio, bytes
+    abcpen_max_duration: int = 4 * 3600  # one task's audio, seconds
+    # The Orpheus-compatible API (yinzi/dialects/orpheus.py): the largest upload session it opens, bytes
+    # (its document says 2 GB; the stricter of this and max_download_bytes applies).
+    orpheus_max_upload_bytes: int = 2 * GIB
+    # Bella transcriptions/file API (yinzi/dialects/bella.py): its model names -> installed Whisper models (a name
+    # not listed runs whisper_model), and the largest result answered inline, in bytes of JSON (a larger one is
+    # answered with a file_id to fetch it by).
+    bella_models: Mapping[str, str] = field(default_factory=dict)
+    bella_result_limit: int = 1024 * 1024
+    # ---- OpenAI-compatible transcription (yinzi/dialects/openai_audio.py): synchronous requests ----
+    # The priority its orders run with (queue or lightning, which costs more and starts sooner).
+    openai_priority: str = "queue"
+    # Seconds a request waits for its order before answering 504; the order runs on and stays queryable.
+    # Under the openai package's own 600 s, so the client hears why instead of timing out and retrying.
+    openai_wait: float = 540.0
+    # The largest file it takes (OpenAI's own limit); larger files go through the resumable uploads.
+    openai_max_file_bytes: int = 25 * 1024 * 1024
+    # ---- object storage (scale-out: hosts that share no disk) ----
+    # None: files under data_dir (uploads/, results/, cache/). s3://bucket/prefix: an S3-compatible store
+    # (AWS S3, MinIO, R2, OSS, COS); credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None  # None: AWS itself; http(s)://host:port for every other store
+    s3_region: str | None = None
+    # True: result files stream through yinzi instead of a redirect to a presigned URL, for stores that
+    # clients cannot reach.
+    storage_proxy: bool = False
 
     @property
     def db_path(self) -> Path:
@@ -144,6 +188,7 @@ class Settings:
 
     @property
     def work_dir(self) -> Path:
+        """Scratch space: a job's input and outputs while it runs, an upload's part in flight. Empty when idle."""
         return self.data_dir / "work"
 
     @property
@@ -239,6 +284,15 @@ class Settings:
                 raise SettingsError(f"YINZI_{name} must be one of {', '.join(choices)}, got {raw!r}")
             return raw
 
+        def flag(name: str) -> bool:
+            raw = (get(name) or "0").lower()
+            if raw not in ("0", "1", "true", "false", "yes", "no"):
+                raise SettingsError(f"YINZI_{name} must be 1 or 0, got {raw!r}")
+            return raw in ("1", "true", "yes")
+
+        storage_url = get("STORAGE_URL")
+        if storage_url is not None and not (storage_url.startswith("s3://") and len(storage_url) > 5):
+            raise SettingsError(f"YINZI_STORAGE_URL must look like s3://bucket/prefix, got {storage_url!r}")
         secret = get("SECRET_KEY")
         model_dir = get("MODEL_DIR")
         return cls(
@@ -277,4 +331,24 @@ class Settings:
             engine_timeout_factor=integer("ENGINE_TIMEOUT_FACTOR", int(cls.engine_timeout_factor)),
             result_url_ttl=integer("RESULT_URL_TTL", cls.result_url_ttl),
             engines=pairs("ENGINES"),
+            report_font=Path(get("REPORT_FONT") or cls.report_font),
+            llm_url=(get("LLM_URL") or "").rstrip("/") or None,
+            llm_model=get("LLM_MODEL"),
+            llm_api_key=get("LLM_API_KEY"),
+            llm_context_chars=integer("LLM_CONTEXT_CHARS", cls.llm_context_chars),
+            llm_timeout=number("LLM_TIMEOUT", cls.llm_timeout),
+            abcpen_submits_per_second=integer("ABCPEN_SUBMITS_PER_SECOND", cls.abcpen_submits_per_second),
+            abcpen_daily_tasks=integer("ABCPEN_DAILY_TASKS", cls.abcpen_daily_tasks),
+            abcpen_max_bytes=integer("ABCPEN_MAX_BYTES", cls.abcpen_max_bytes),
+            abcpen_max_duration=integer("ABCPEN_MAX_DURATION", cls.abcpen_max_duration),
+            orpheus_max_upload_bytes=integer("ORPHEUS_MAX_UPLOAD_BYTES", cls.orpheus_max_upload_bytes),
+            bella_models=pairs("BELLA_MODELS"),
+            bella_result_limit=integer("BELLA_RESULT_LIMIT", cls.bella_result_limit),
+            openai_priority=choice("OPENAI_PRIORITY", ("queue", "lightning")) or cls.openai_priority,
+            openai_wait=number("OPENAI_WAIT", cls.openai_wait),
+            openai_max_file_bytes=integer("OPENAI_MAX_FILE_BYTES", cls.openai_max_file_bytes),
+            storage_url=storage_url,
+            s3_endpoint_url=get("S3_ENDPOINT_URL"),
+            s3_region=get("S3_REGION"),
+            storage_proxy=flag("STORAGE_PROXY"),
         )

@@ -16,9 +16,13 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from yinzi.errors import Forbidden
+
+if TYPE_CHECKING:
+    from yinzi.settings import Settings
 
 SECRET_FILE = "secret.key"
 PAIR_SECRET_PREFIX = "yzsk_"
@@ -47,6 +51,11 @@ class Signer:
     def __init__(self, secret: bytes, ttl: int) -> None:
         self._secret = secret
         self.ttl = ttl  # of result URLs
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Signer:
+        """Every process of one service signs alike: YINZI_SECRET_KEY, or the data directory's key."""
+        return cls(settings.secret_key or load_or_create_secret(settings.data_dir), settings.result_url_ttl)
 
     def _sign(self, subject: str, expires: int) -> str:
         return hmac.new(self._secret, f"{subject}:{expires}".encode(), hashlib.sha256).hexdigest()

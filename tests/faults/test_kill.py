@@ -95,6 +95,9 @@ async def test_arq_worker_killed_mid_job_is_retried_by_a_new_worker(
     await crash_mid_job(processes, media_url, "worker", "extract-text", "/m/tone.wav")
 
 
+# One database: recovery and charging are the same code on both, shown by the test above on each; this one is
+# about the real engines, and each run waits out arq's job timeout.
+@pytest.mark.parametrize("backend", ["postgresql"])
 @pytest.mark.parametrize("order_type", ["track-separation", "extract-text"])
 async def test_arq_worker_killed_mid_separation_or_transcription(
     processes: Processes,

@@ -21,6 +21,9 @@ STEPS = 10
 
 class CopyEngine:
     def __init__(self, settings: Settings) -> None:
+        import torch  # once the engine process has set its thread count, as the real engines import it
+
+        self.torch_threads = torch.get_num_threads()
         self.pid = os.getpid()
         self.runs = 0
 
@@ -44,13 +47,11 @@ class CopyEngine:
             ],
             check=True,
         )
-        import torch  # after the engine process set its thread count, as the real engines import it
-
         seen = {
             "pid": self.pid,
             "runs": self.runs,
             "threads": int(os.environ["OMP_NUM_THREADS"]),
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": self.torch_threads,
         }
         (task.out_dir / "engine.json").write_text(json.dumps(seen))
         return [ResultFile("audio.wav", "audio"), ResultFile("engine.json", "info")]

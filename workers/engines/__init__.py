@@ -8,6 +8,7 @@ so it may block and use every core. Operators and tests can plug their own with 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 from collections.abc import Callable, Mapping
@@ -29,6 +30,9 @@ BUILTIN_ENGINES: Mapping[str, str] = {
     "extract-text": "workers.engines.transcription:TranscriptionEngine",
 }
 
+# Order types the separation engine serves: they share its stem cache.
+SEPARATION_TYPES = frozenset({"track-separation", "extract-voice", "extract-music"})
+
 INSTALL_HINT = "install the engines: make setup, or see README, Engines"
 
 
@@ -44,6 +48,17 @@ class EngineTask:
     model: str  # the model name this order runs with
     cache_dir: Path  # for results worth reusing across orders (separated stems)
     options: dict[str, Any] = field(default_factory=dict)  # the order's stuff, less pathKey
+    input_sha256: str | None = None  # the input's SHA-256 when the job knows it already (None: not taken)
+
+
+def file_digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def stem_cache_dir(digest: str, model: str) -> str:
+    """Where, under the cache folder, the stems of an input with this SHA-256 are kept for this model."""
+    return f"stems/{digest}-{model}"
 
 
 class Engine(Protocol):

@@ -53,9 +53,13 @@ class _StderrDrain:
 
 
 class PcmReader:
-    def __init__(self, path: Path, sample_rate: int, channels: int) -> None:
+    """``channels`` channels (ffmpeg mixes or spreads the input's to that many), or with ``channel`` only that
+    channel of the input (0-based), as mono."""
+
+    def __init__(self, path: Path, sample_rate: int, channels: int, channel: int | None = None) -> None:
         self.sample_rate = sample_rate
-        self.channels = channels
+        self.channels = 1 if channel is not None else channels
+        pick = ["-af", f"pan=mono|c0=c{channel}"] if channel is not None else []
         self._proc = subprocess.Popen(
             [
                 "ffmpeg",
@@ -65,10 +69,11 @@ class PcmReader:
                 "-i",
                 str(path),
                 "-vn",
+                *pick,
                 "-f",
                 "f32le",
                 "-ac",
-                str(channels),
+                str(self.channels),
                 "-ar",
                 str(sample_rate),
                 "-",

@@ -8,7 +8,6 @@ by content hash and model, so an ``extract-music`` after a ``track-separation`` 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from contextlib import ExitStack
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from workers.engines import EngineTask, Progress
+from workers.engines import EngineTask, Progress, file_digest, stem_cache_dir
 from workers.engines.audio import Audio, PcmReader, PcmWriter, transcode
 from workers.engines.models import demucs_repo, missing_model
 from yinzi.errors import OrderFailed
@@ -32,11 +31,6 @@ OUTPUTS = {
 }
 SEPARATION_SHARE = 0.99  # of the progress bar; the encoders finishing and the cache filling are the rest
 READ_SECONDS = 30  # a block of the pass that measures the track's level
-
-
-def file_digest(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def level(path: Path, rate: int, channels: int) -> tuple[float, float]:
@@ -71,7 +65,8 @@ class SeparationEngine:
 
     def run(self, task: EngineTask, progress: Progress) -> list[ResultFile]:
         fmt = task.options.get("format", "mp3")
-        stems = task.cache_dir / "stems" / f"{file_digest(task.input_path)}-{task.model}"
+        digest = task.input_sha256 or file_digest(task.input_path)
+        stems = task.cache_dir / stem_cache_dir(digest, task.model)
         outputs = {stem: task.out_dir / f"{stem}.{fmt}" for stem in OUTPUTS[task.order_type]}
         if all((stems / f"{stem}.flac").is_file() for stem in STEMS):
             for stem, path in outputs.items():

@@ -105,6 +105,12 @@ class SpeechMap:
                 merged[-1][1] = end
             else:
                 merged.append([start, end])
+        # Silence at the block's edges is a pause too: up to ``keep`` of it stays (Whisper learnt on windows
+        # that start and end in silence; cut away, short Mandarin clips lose characters).
+        if merged and merged[0][0] <= keep:
+            merged[0][0] = 0
+        if merged and len(block.audio) - merged[-1][1] <= keep:
+            merged[-1][1] = len(block.audio)
         self.audio = (
             np.concatenate([block.audio[a:b] for a, b in merged]) if merged else np.zeros(0, dtype=np.float32)
         )

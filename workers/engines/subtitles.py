@@ -110,3 +110,18 @@ def to_srt(items: list[Caption]) -> str:
             f"{i}\n{srt_time(caption.start)} --> {srt_time(caption.end)}\n" + "\n".join(lines) + "\n"
         )
     return "\n".join(blocks)
+
+
+def srt_to_vtt(srt: str) -> str:
+    """The same captions as WebVTT: a header, cues without their numbers, a dot before the milliseconds."""
+    cues = []
+    for block in srt.strip().split("\n\n"):
+        lines = block.strip().split("\n")
+        timing = next((i for i, line in enumerate(lines) if " --> " in line), None)
+        if timing is None:
+            continue
+        start, _, end = lines[timing].partition(" --> ")
+        cues.append(
+            f"{start.replace(',', '.')} --> {end.replace(',', '.')}\n" + "\n".join(lines[timing + 1 :])
+        )
+    return "WEBVTT\n\n" + "".join(cue + "\n\n" for cue in cues)

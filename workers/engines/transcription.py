@@ -6,12 +6,14 @@ pauses (``speech``), reduced to their speech when voice activity detection is on
 with beam search (size 5, as the ``whisper`` command) unless the order asks for greedy decoding. The language
 is detected once, on the first speech, as Whisper itself does. Times are put back on the media's timeline,
 never going back and never past its end; Chinese comes out in Simplified characters unless ``stuff.chinese``
-is ``traditional``; with ``stuff.diarize`` every segment and word gets a speaker.
+is ``traditional``; with ``stuff.diarize`` every segment and word gets a speaker. With ``stuff.splitChannels``
+each audio channel is transcribed on its own and every segment and word gets its ``channel`` (0-based).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,13 @@ from workers.engines.diarization import Diarizer, Turn, assign, speaker_label
 from workers.engines.speech import SAMPLE_RATE, Block, SpeechMap, blocks
 from workers.engines.subtitles import Shape, captions, to_srt
 from workers.engines.whisper_backends import Decoding, Segment, WhisperBackend, load_backend
+from yinzi.errors import OrderFailed
 from yinzi.settings import Settings
 from yinzi.store import ResultFile
 
 BEAM_SIZE = 5
+# splitChannels decodes the media once per channel: a stereo call, not a 7.1 film mix.
+MAX_SPLIT_CHANNELS = 8
 RECOVER_SECONDS = 1.0
 
 
@@ -103,6 +108,14 @@ def _decode(backend: WhisperBackend, block: Block, speech: SpeechMap, decoding: 
     return sorted(segments, key=lambda s: float(s["start"]))
 
 
+def _labels(segment: dict[str, Any]) -> list[str]:
+    """What a line of transcript.txt starts with: the channel (``ch0``, ``ch1``) and the speaker, when known."""
+    return [
+        *([f"ch{segment['channel']}"] if "channel" in segment else []),
+        *([segment["speaker"]] if "speaker" in segment else []),
+    ]
+
+
 class _Placer:
     """Puts segments on the media's timeline for good (never going back, never past the end), in the asked-for
     Chinese script; drops empty ones."""
@@ -135,6 +148,14 @@ class _Placer:
         }
 
 
+@dataclass
+class _Heard:
+    """The language, named by the order or detected once on the first speech heard (in any channel)."""
+
+    language: str | None
+    probability: float | None = None  # of the detected language; none when the order names it
+
+
 class TranscriptionEngine:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -149,47 +170,87 @@ class TranscriptionEngine:
         return self._backends[name]
 
     def run(self, task: EngineTask, progress: Progress) -> list[ResultFile]:
-        options = task.options
-        backend = self._backend(task.model)
-        language: str | None = options.get("language")
-        probability: float | None = None  # of the detected language; none when the order names it
-        place = _Placer(task.duration, "zh-hant" if options.get("chinese") == "traditional" else "zh-hans")
-        beam_size = int(options.get("beamSize") or BEAM_SIZE)
-        diarizer = Diarizer() if options.get("diarize") else None
+        # With splitChannels each channel is transcribed on its own (a call centre records each party on one),
+        # and every segment and word says its channel; otherwise the channels are mixed down.
+        channels: list[int | None] = [None]
+        if task.options.get("splitChannels") and task.channels > 1:
+            if task.channels > MAX_SPLIT_CHANNELS:
+                raise OrderFailed(
+                    f"the media has {task.channels} audio channels; splitChannels takes at most {MAX_SPLIT_CHANNELS}"
+                )
+            channels = list(range(task.channels))
+        heard = _Heard(task.options.get("language"))
         segments: list[dict[str, Any]] = []
-        total = max(task.duration * SAMPLE_RATE, 1.0)
-
-        with PcmReader(task.input_path, SAMPLE_RATE, 1) as reader:
-            for block in blocks(reader, vad=options.get("vad", True)):
-                if diarizer is not None:
-                    speech_seconds = [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in block.speech]
-                    diarizer.add(block.audio, block.offset / SAMPLE_RATE, speech_seconds)
-                speech = SpeechMap(block)
-                if language is None and speech.audio.size:
-                    language, probability = backend.detect_language(speech.audio)
-                if language is not None:
-                    decoding = Decoding(language, options.get("prompt"), beam_size)
-                    for segment in _decode(backend, block, speech, decoding):
-                        placed = place(segment, block.offset / SAMPLE_RATE, language)
-                        if placed is not None:
-                            segments.append(placed)
-                progress(min((block.offset + len(block.audio)) / total, 0.99))
-
         turns: list[Turn] = []
-        if diarizer is not None:
-            turns = diarizer.turns(options.get("speakers"))
-            assign([word for seg in segments for word in seg["words"]], turns)
-            assign(segments, turns)
-            segments = [part for seg in segments for part in _by_speaker(seg)]
+        for index, channel in enumerate(channels):
+
+            def overall(fraction: float, done: int = index) -> None:
+                progress(min((done + fraction) / len(channels), 0.99))
+
+            # Speakers are numbered across channels: channel 1's first speaker follows channel 0's last.
+            first_speaker = max((t.speaker for t in turns), default=-1) + 1
+            found, found_turns = self._transcribe(task, channel, heard, overall, first_speaker)
+            turns += found_turns
+            segments += found
+        segments.sort(key=lambda s: (float(s["start"]), s.get("channel", 0)))
         for number, segment in enumerate(segments):
             segment["id"] = number
-        self._write(task, segments, language, probability, turns)
+        self._write(task, segments, heard.language, heard.probability, turns)
         progress(1.0)
         return [
             ResultFile("caption.srt", "caption"),
             ResultFile("transcript.txt", "text"),
             ResultFile("transcript.json", "json"),
         ]
+
+    def _transcribe(
+        self, task: EngineTask, channel: int | None, heard: _Heard, progress: Progress, first_speaker: int
+    ) -> tuple[list[dict[str, Any]], list[Turn]]:
+        """One pass over the media (one channel of it, or all mixed): its segments on the media's timeline,
+        with their speakers (numbered from ``first_speaker``) and those speakers' turns when the order asks."""
+        options = task.options
+        backend = self._backend(task.model)
+        place = _Placer(task.duration, "zh-hant" if options.get("chinese") == "traditional" else "zh-hans")
+        beam_size = int(options.get("beamSize") or BEAM_SIZE)
+        whisper_task = str(options.get("task") or "transcribe")
+        temperature = float(options.get("temperature") or 0.0)
+        diarizer = Diarizer() if options.get("diarize") else None
+        segments: list[dict[str, Any]] = []
+        total = max(task.duration * SAMPLE_RATE, 1.0)
+
+        with PcmReader(task.input_path, SAMPLE_RATE, 1, channel) as reader:
+            for block in blocks(reader, vad=options.get("vad", True)):
+                if diarizer is not None:
+                    speech_seconds = [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in block.speech]
+                    diarizer.add(block.audio, block.offset / SAMPLE_RATE, speech_seconds)
+                speech = SpeechMap(block)
+                if heard.language is None and speech.audio.size:
+                    heard.language, heard.probability = backend.detect_language(speech.audio)
+                if heard.language is not None:
+                    decoding = Decoding(
+                        heard.language, options.get("prompt"), beam_size, whisper_task, temperature
+                    )
+                    for segment in _decode(backend, block, speech, decoding):
+                        placed = place(segment, block.offset / SAMPLE_RATE, heard.language)
+                        if placed is not None:
+                            segments.append(placed)
+                progress(min((block.offset + len(block.audio)) / total, 0.99))
+
+        turns: list[Turn] = []
+        if diarizer is not None:
+            turns = [
+                Turn(t.start, t.end, t.speaker + first_speaker)
+                for t in diarizer.turns(options.get("speakers"))
+            ]
+            assign([word for seg in segments for word in seg["words"]], turns)
+            assign(segments, turns)
+            segments = [part for seg in segments for part in _by_speaker(seg)]
+        if channel is not None:
+            for segment in segments:
+                segment["channel"] = channel
+                for word in segment["words"]:
+                    word["channel"] = channel
+        return segments, turns
 
     def _write(
         self,
@@ -200,7 +261,7 @@ class TranscriptionEngine:
         turns: list[Turn],
     ) -> None:
         out: Path = task.out_dir
-        lines = [f"[{s['speaker']}] {s['text']}" if "speaker" in s else s["text"] for s in segments]
+        lines = ["".join(f"[{label}] " for label in _labels(s)) + s["text"] for s in segments]
         transcript = {
             "language": language,
             "language_probability": None if probability is None else round(probability, 4),
@@ -214,7 +275,9 @@ class TranscriptionEngine:
             "segments": [{k: v for k, v in s.items() if k != "words"} for s in segments],
             "words": [word for s in segments for word in s["words"]],
         }
-        shape = Shape.for_order(task.options, language)
+        # A translation is English whatever was spoken: its captions are shaped as English.
+        written = "en" if task.options.get("task") == "translate" else language
+        shape = Shape.for_order(task.options, written)
         (out / "caption.srt").write_text(to_srt(captions(segments, shape)), encoding="utf-8")
         (out / "transcript.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         (out / "transcript.json").write_text(

@@ -11,6 +11,8 @@ backends give the same files. Segments come back as plain dicts with times relat
 from __future__ import annotations
 
 import logging
+import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,7 +33,11 @@ Samples = npt.NDArray[np.float32]  # 16 kHz mono
 Segment = dict[str, Any]
 
 # Whisper's default fallback: decode again, hotter, when the text repeats itself or is unlikely.
-TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+TEMPERATURE_STEP = 0.2
+# Above temperature 0 Whisper samples. openai-whisper reseeds torch before every block, so the same audio gives the
+# same text whatever the engine process decoded before it. CTranslate2 has no seed per call (its sampling threads
+# keep their own generators), so faster-whisper's sampled passes may differ from run to run.
+SAMPLING_SEED = 0
 GREEDY = 1
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,16 @@ class Decoding:
     language: str
     prompt: str | None
     beam_size: int  # 1: greedy
+    # "translate": into English (multilingual models; English-only ones just transcribe)
+    task: str = "transcribe"
+    temperature: float = 0.0  # where the fallback schedule starts
+
+    @property
+    def temperatures(self) -> tuple[float, ...]:
+        """The fallback schedule, as the ``whisper`` command makes it: from ``temperature`` up to 1 in 0.2 steps
+        (0, 0.2, ... 1 by default)."""
+        steps = math.floor((1.0 - self.temperature) / TEMPERATURE_STEP + 1e-9)
+        return tuple(round(self.temperature + TEMPERATURE_STEP * n, 4) for n in range(steps + 1))
 
 
 class WhisperBackend(Protocol):
@@ -94,9 +110,10 @@ class FasterWhisper:
         segments, _ = self._model.transcribe(
             audio,
             language=decoding.language,
+            task=decoding.task,
             initial_prompt=decoding.prompt,
             beam_size=decoding.beam_size,
-            temperature=list(TEMPERATURES),
+            temperature=list(decoding.temperatures),
             word_timestamps=True,
             vad_filter=False,  # the engine finds the speech itself, the same way for both backends
         )
@@ -162,6 +179,7 @@ class OpenAIWhisper:
         beam = decoding.beam_size if decoding.beam_size > GREEDY else None
         options: dict[str, Any] = {
             "language": decoding.language,
+            "task": decoding.task,
             "initial_prompt": decoding.prompt,
             "beam_size": beam,
             "best_of": 5 if beam else None,
@@ -169,17 +187,24 @@ class OpenAIWhisper:
             "fp16": self._device == "cuda",
             "verbose": None,
         }
-        try:
-            result = self._model.transcribe(audio, temperature=TEMPERATURES, **options)
-        except ValueError as exc:
-            # The temperature fallback samples from the logits; when they come out NaN (seen on near-silent or
-            # very short audio, and on random weights) torch refuses to sample. Greedy decoding takes no sample.
-            if "Expected parameter logits" not in str(exc):
-                raise
-            log.warning("sampling failed on NaN logits; decoding this block greedily instead")
-            result = self._model.transcribe(
-                audio, temperature=0.0, **{**options, "beam_size": None, "best_of": None}
-            )
+        import torch
+
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            torch.manual_seed(SAMPLING_SEED)
+            # The engine needs word times of a translation too (captions, finding speech left undecoded); whisper
+            # warns on every block that they are rougher than a transcription's, which is known and accepted.
+            warnings.filterwarnings("ignore", "Word-level timestamps on translations", UserWarning)
+            try:
+                result = self._model.transcribe(audio, temperature=decoding.temperatures, **options)
+            except ValueError as exc:
+                # The temperature fallback samples from the logits; when they come out NaN (seen on near-silent or
+                # very short audio, and on random weights) torch refuses to sample. Greedy decoding takes no sample.
+                if "Expected parameter logits" not in str(exc):
+                    raise
+                log.warning("sampling failed on NaN logits; decoding this block greedily instead")
+                result = self._model.transcribe(
+                    audio, temperature=0.0, **{**options, "beam_size": None, "best_of": None}
+                )
         return [
             {
                 "start": _rounded(s["start"]),

@@ -1,6 +1,7 @@
 """GET /docs: Swagger UI over /openapi.json, its files served from this machine (no CDN).
 
-The files come from the ``swagger-ui-bundle`` package, which ships Swagger UI's release files.
+The files come from the ``openapi-ui-bundles`` package, which ships Swagger UI 5's release files (version 4
+and older cannot read an OpenAPI 3.1 document).
 """
 
 from __future__ import annotations
@@ -37,17 +38,17 @@ INIT_SCRIPT = """window.ui = SwaggerUIBundle({
 """
 
 MISSING = (
-    "Swagger UI is not installed: pip install swagger-ui-bundle (it is a dependency of yinzi; "
+    "Swagger UI is not installed: pip install openapi-ui-bundles (it is a dependency of yinzi; "
     "reinstall with `make setup`). The API description itself is at /openapi.json."
 )
 
 
 def swagger_ui_dir() -> Path | None:
     try:
-        from swagger_ui_bundle import swagger_ui_path
+        from openapi_ui_bundles import swagger_ui
     except ImportError:
         return None
-    return Path(str(swagger_ui_path))
+    return Path(swagger_ui.static_path)
 
 
 async def docs_page(request: web.Request) -> web.Response:

@@ -22,6 +22,8 @@ from yinzi.doctor import order_types
 from yinzi.envelope import ok, read_json_object, reject_unknown
 from yinzi.errors import BadRequest, InsufficientBalance, NotFound, Unauthorized
 from yinzi.metrics import reason_kind
+from yinzi.routes.files import serve_stored
+from yinzi.storage import upload_key
 from yinzi.store import ApiKey, Order, User
 
 STATIC = Path(__file__).parent / "static"
@@ -33,6 +35,7 @@ FAILURES_SHOWN = 500
 EXAMPLES_PER_REASON = 3
 # Signed like a result file, but no order lists this name, so /files never serves it.
 SOURCE_NAME = "~source"
+GONE_SOURCE = "the uploaded file has expired"
 
 routes = web.RouteTableDef()
 
@@ -147,10 +150,10 @@ async def source(request: web.Request) -> web.StreamResponse:
     )
     order = await request.app[DB].order(order_no)
     upload_id = order.stuff.get("uploadId") if order else None
-    path = request.app[SETTINGS].uploads_dir / str(upload_id)
-    if not upload_id or not path.is_file():
-        raise NotFound("the uploaded file has expired")
-    return web.FileResponse(path)
+    if not upload_id:
+        raise NotFound(GONE_SOURCE)
+    expires = int((query.get("expires") or ["0"])[0])
+    return await serve_stored(request, upload_key(str(upload_id)), expires, SOURCE_NAME, None, GONE_SOURCE)
 
 
 # ---- operators -------------------------------------------------------------------------------------------------

@@ -50,6 +50,11 @@ class Upload:
     sha256: str | None
     duration: float | None
     expires_at: float
+    source_url: str | None = None  # set: yinzi fills the session itself from this URL (ingest)
+    failure: str | None = None  # why filling it from source_url failed
+    # Bytes stored so far, as an object store's session counts them (local disk: see yinzi/storage/local.py).
+    received: int = 0
+    store_state: str | None = None  # the object store's session state (yinzi/storage/s3.py), opaque here
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,15 @@ class WebhookDelivery:
     url: str
     body: str
     attempts: int
+
+
+@dataclass(frozen=True)
+class OrderRef:
+    """Another API's id for an order, and what that API noted beside it when the order was made."""
+
+    api: str
+    ref: str
+    note: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,9 @@ class Order:
     priority: str
     callback_url: str | None
     expired: bool
+    api: str | None  # the API that made it; None: the native one
+    started_at: float | None = None  # first taken up by a worker
+    paid_at: float | None = None  # charged
 
     @property
     def terminal(self) -> bool:
@@ -121,4 +138,7 @@ class Order:
             priority=row["priority"],
             callback_url=row["callback_url"],
             expired=row["expired_at"] is not None,
+            api=row["api"],
+            started_at=row["started_at"],
+            paid_at=row["paid_at"],
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 from yinzi.errors import InsufficientBalance
 from yinzi.store.backend import Executor, IntegrityError, StorePart
-from yinzi.store.models import Order, ResultFile
+from yinzi.store.models import Order, OrderRef, ResultFile
 
 # Orders of one user (bound as the parameter) that hold a place under the running cap.
 _ADMITTED_COUNT = (
@@ -30,30 +30,87 @@ class Orders(StorePart):
         priority: str = "queue",
         callback_url: str | None = None,
         running_cap: int = 0,
+        api: str | None = None,
+        ref: str | None = None,
+        note: dict[str, Any] | None = None,
     ) -> bool | None:
         """Inserts the order only if the user's balance covers ``min_balance``, in the same statement.
 
         Returns None when refused, else whether the order is admitted to the job queue now: with a
         ``running_cap``, an order beyond the user's cap waits (pending, not admitted) for :meth:`admit_waiting`.
+        ``api`` names the API that made it; ``ref`` is that API's id for it, unique per user, recorded in the
+        same transaction (IntegrityError when the user already has an order under that ref), with ``note``; a
+        ``note`` without a ``ref`` is kept under the order number (an API whose id for the order is its number).
         """
         insert = (
-            "INSERT INTO orders (order_no, user_id, order_type, stuff, priority, callback_url, admitted, created_at) "
-            "SELECT ?, id, ?, ?, ?, ?, {admitted}, ? FROM users WHERE id = ? AND balance >= ? RETURNING admitted"
+            "INSERT INTO orders (order_no, user_id, order_type, stuff, priority, callback_url, api, admitted, "
+            "created_at) SELECT ?, id, ?, ?, ?, ?, ?, {admitted}, ? FROM users WHERE id = ? AND balance >= ? "
+            "RETURNING admitted"
         )
-        values = (order_no, order_type, json.dumps(stuff, ensure_ascii=False), priority, callback_url)
+        values = (order_no, order_type, json.dumps(stuff, ensure_ascii=False), priority, callback_url, api)
         where = (time.time(), user_id, min_balance)
-        if not running_cap:
+        if note is not None and ref is None:
+            ref = order_no
+        if not running_cap and ref is None:
             # One statement, and no count: it grows with the user's unfinished orders.
             row = await self._write_one(insert.format(admitted="1"), (*values, *where))
         else:
             async with self._backend.transaction() as db:
-                await _lock_user(db, self._backend.row_lock, user_id)
-                rows = await db.fetch(
-                    insert.format(admitted=f"CASE WHEN ({_ADMITTED_COUNT}) < ? THEN 1 ELSE 0 END"),
-                    (*values, user_id, running_cap, *where),
-                )
+                if running_cap:
+                    await _lock_user(db, self._backend.row_lock, user_id)
+                    rows = await db.fetch(
+                        insert.format(admitted=f"CASE WHEN ({_ADMITTED_COUNT}) < ? THEN 1 ELSE 0 END"),
+                        (*values, user_id, running_cap, *where),
+                    )
+                else:
+                    rows = await db.fetch(insert.format(admitted="1"), (*values, *where))
                 row = rows[0] if rows else None
+                if row is not None and ref is not None:
+                    await db.execute(
+                        "INSERT INTO order_refs (api, user_id, ref, order_no, created_at, note) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            api or "",
+                            user_id,
+                            ref,
+                            order_no,
+                            time.time(),
+                            json.dumps(note or {}, ensure_ascii=False),
+                        ),
+                    )
         return None if row is None else bool(row["admitted"])
+
+    async def order_for_ref(self, api: str, user_id: int, ref: str) -> str | None:
+        """The order number another API's id for it stands for, among this user's orders."""
+        row = await self._one(
+            "SELECT order_no FROM order_refs WHERE api = ? AND user_id = ? AND ref = ?", (api, user_id, ref)
+        )
+        return None if row is None else str(row["order_no"])
+
+    async def refs_since(self, api: str, user_id: int, since: float) -> tuple[int, float | None]:
+        """How many orders the user made through ``api`` under an id of its own since ``since``, and when the
+        first of them was made (None: none): a per-API quota's count."""
+        row = await self._one(
+            "SELECT count(*) AS n, min(created_at) AS first FROM order_refs "
+            "WHERE api = ? AND user_id = ? AND created_at >= ?",
+            (api, user_id, since),
+        )
+        assert row is not None
+        return int(row["n"]), None if row["first"] is None else float(row["first"])
+
+    async def order_ref(self, order_no: str) -> OrderRef | None:
+        """The other API's id for this order and its note; None for an order made without one."""
+        row = await self._one("SELECT api, ref, note FROM order_refs WHERE order_no = ?", (order_no,))
+        if row is None:
+            return None
+        return OrderRef(str(row["api"]), str(row["ref"]), json.loads(row["note"] or "{}"))
+
+    async def orders_in_month(self, user_id: int, since: float) -> list[Order]:
+        """The user's orders created since ``since`` (a month's usage)."""
+        rows = await self._backend.fetch(
+            "SELECT * FROM orders WHERE user_id = ? AND created_at >= ? ORDER BY id", (user_id, since)
+        )
+        return [Order.from_row(row) for row in rows]
 
     async def admit_waiting(self, user_id: int, running_cap: int) -> list[tuple[str, str]]:
         """Admits the user's waiting orders while there is room under the cap, lightning first, then oldest.

@@ -233,6 +233,46 @@ WHEN (NEW.callback_url IS NOT NULL AND NEW.status IN ('finish', 'failed', 'timeo
 EXECUTE FUNCTION orders_webhook_when_ended();
 """,
     ),
+    # 2: orders made through another vendor's API: which API (its callbacks take that API's shape) and the
+    # ids that API's clients use, mapped to orders here so every process finds them.
+    Step(
+        common="""
+ALTER TABLE orders ADD COLUMN api TEXT;  -- NULL: the native API
+CREATE TABLE order_refs (
+    api        TEXT NOT NULL,
+    user_id    {int} NOT NULL REFERENCES users(id),
+    ref        TEXT NOT NULL,
+    order_no   TEXT NOT NULL REFERENCES orders(order_no),
+    created_at {real} NOT NULL,
+    PRIMARY KEY (api, user_id, ref)
+);
+CREATE INDEX order_refs_order ON order_refs (order_no);
+"""
+    ),
+    # 3: upload sessions yinzi fills itself from a URL (ingest): where from, and why it failed, so every API
+    # process reads the same state.
+    Step(
+        common="""
+ALTER TABLE uploads ADD COLUMN source_url TEXT;  -- NULL: the client PUTs the bytes
+ALTER TABLE uploads ADD COLUMN failure TEXT;  -- why filling it from source_url failed; NULL: it has not
+"""
+    ),
+    # 4: what another API keeps beside its id (JSON): the caller's choices that shape its answers, not the work.
+    Step(common="ALTER TABLE order_refs ADD COLUMN note TEXT;\n"),
+    # 5: uploads into an object store, where no file size tells the bytes received: the count, the store's
+    # own state of the session (its multipart upload and parts) and which request may write it, kept here so
+    # that every API process on every host sees them.
+    Step(
+        common="""
+ALTER TABLE uploads ADD COLUMN received {int} NOT NULL DEFAULT 0;
+ALTER TABLE uploads ADD COLUMN store_state TEXT;
+ALTER TABLE uploads ADD COLUMN writer TEXT;
+ALTER TABLE uploads ADD COLUMN writer_until {real};
+"""
+    ),
+    # 6: a per-API quota counts a user's orders of the last day (abcpen's daily limit): found by index, not by
+    # reading the user's whole history through that API.
+    Step(common="CREATE INDEX order_refs_recent ON order_refs (api, user_id, created_at);\n"),
 )
 
 VERSION = len(MIGRATIONS)
