@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Account, add_account, create_order, wait_for_order
-from tests.support.models import DEMUCS_NAME, WHISPER_NAME
+from tests.conftest import Account, S3Server, add_account, create_order, wait_for_order, with_storage
+from tests.support.hosts import another_host, outside_scratch, scratch_files
+from tests.support.models import DEMUCS_NAME, WHISPER_NAME, save_tiny_whisper
 from workers.engines import EngineTask, speech
+from workers.engines.models import whisper_checkpoint
 from workers.engines.separation import SeparationEngine
 from workers.engines.subtitles import Caption, to_srt
 from workers.engines.transcription import Timeline, TranscriptionEngine, in_script
@@ -131,6 +133,54 @@ async def test_stems_are_cached_by_content_and_model(
     # both orders are billed for their own duration
     ledger = await engine_client.app[DB].ledger(account.user_id)
     assert [row["delta"] for row in ledger] == [1000, -10, -10]
+
+
+async def test_stems_are_shared_through_the_store(
+    make_client: Callable[[Settings], Any],
+    engine_settings: Settings,
+    media_url: Callable[[str], str],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """A second worker host, which has no Demucs model at all, serves an extract-music of the same bytes from
+    the stems the first one separated: they can have come only from the store."""
+    settings = with_storage(engine_settings, "s3", request)
+    first = await make_client(settings)
+    account = await add_account(first.app[DB])
+    order_no = await create_order(first, account, media_url("/m/whole.mp3"), "track-separation")
+    assert (await wait_for_order(first.app[DB], order_no)).status == "finish"
+    s3: S3Server = request.getfixturevalue("s3_server")
+    assert settings.storage_url is not None
+    cached = [k for k in s3.keys(settings.storage_url) if k.startswith("cache/")]
+    assert len(cached) == 2 and all(k.endswith(("/vocals.flac", "/accompaniment.flac")) for k in cached)
+    assert cached[0].split("/")[2].endswith(f"-{DEMUCS_NAME}")
+
+    bare = another_host(settings, tmp_path / "bare", model_dir=tmp_path / "no-models")
+    second = await make_client(bare)
+    order_no = await create_order(second, account, media_url("/m/whole.mp3"), "extract-music")
+    order = await wait_for_order(second.app[DB], order_no)
+    assert order.status == "finish", order.reason
+    assert [r.name for r in order.results] == ["accompaniment.mp3"]
+    assert outside_scratch(bare) == [] and scratch_files(bare) == []
+
+
+def test_random_whisper_is_the_same_every_time(tmp_path: Path) -> None:
+    """Every weight of the random checkpoint comes from the seed, none from what memory held before: torch.empty
+    reuses freed blocks, so NaN left in one would otherwise reach a checkpoint and make it decode nothing."""
+    import torch
+
+    states = []
+    for attempt in range(2):
+        torch.full((4096, 64), float("nan")).sum()  # leaves freed memory full of NaN
+        save_tiny_whisper(tmp_path / str(attempt))
+        path = whisper_checkpoint(tmp_path / str(attempt), WHISPER_NAME)
+        states.append(torch.load(path, weights_only=True)["model_state_dict"])
+    assert states[0].keys() == states[1].keys()
+    for key, weight in states[0].items():
+        if weight.is_sparse:
+            continue
+        assert torch.isfinite(weight).all(), key
+        assert torch.equal(weight, states[1][key]), key
 
 
 @pytest.mark.parametrize("source", ["/m/tone.wav", "/m/tone.m4a", "/m/clip.mp4", "/m/whole.mp3"])

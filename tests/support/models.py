@@ -47,9 +47,13 @@ def save_whisper(model_dir: Path, name: str, dims: Any) -> None:
     """Saves a randomly initialised Whisper of these ModelDimensions as whisper.load_model reads it."""
     from whisper.model import Whisper
 
+    model = Whisper(dims)
+    # Whisper allocates the decoder's learned positions with torch.empty (a checkpoint always fills them): left so,
+    # they are whatever memory held, now and then NaN, and the model decodes nothing.
+    torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)
     path = whisper_checkpoint(model_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, path)
+    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": model.state_dict()}, path)
 
 
 def save_tiny_demucs(model_dir: Path, name: str = DEMUCS_NAME) -> None:
