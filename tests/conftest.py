@@ -264,6 +264,15 @@ async def account(client: TestClient) -> Account:
 PATIENCE = 600.0
 
 
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float = PATIENCE) -> None:
+    """Returns as soon as ``condition()`` holds; fails naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not after {timeout}s")
+        await asyncio.sleep(0.05)
+
+
 async def wait_for_order(
     db: Database,
     order_no: str,

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import PATIENCE, wait_for_order
+from tests.conftest import PATIENCE, wait_for_order, wait_until
 from tests.support.media import media_app
 from tests.support.speech_eval import EVAL, ct2_sources, english_clips, wer
 from workers.engines.models import add as add_model
@@ -344,6 +345,63 @@ async def test_submits_per_ip_shared_across_processes(
     }
 
 
+async def in_one_second(calls: list[Callable[[], Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """The calls' answers, all made inside one second's window (tried again when they straddle two)."""
+    for _ in range(3):
+        while time.time() % 1 > 0.2:  # start early in a second
+            await asyncio.sleep(0.01)
+        second = int(time.time())
+        answers = [await call() for call in calls]
+        if int(time.time()) == second:
+            return answers
+    pytest.fail("the calls did not fit into one second, three times")
+
+
+async def test_behind_a_trusted_proxy_each_client_is_counted_on_its_own(
+    make_client: Callable[[Settings], Any], settings: Settings, media_url: Callable[[str], str]
+) -> None:
+    """X-Forwarded-For names the client when the request comes from a trusted proxy (the test client is on
+    127.0.0.1), and is ignored from anyone else: a client cannot forge its way around the limit."""
+    one_a_second = settings.replace(abcpen_submits_per_second=1)
+    url = media_url("/m/tone.wav")
+
+    def submit(abc: AbcpenClient, forwarded_for: str) -> Callable[[], Any]:
+        body = {"audio_url": url, "app_id": abc.app_id, "task_id": task_id(), "language": "en"}
+        headers = {"X-Forwarded-For": forwarded_for}
+        return lambda: abc.call("POST", "/asr-offline/submit_task/v1", json=body, headers=headers)
+
+    proxied = await make_client(one_a_second.replace(trusted_proxies=(ip_network("127.0.0.0/8"),)))
+    abc = customer(proxied, await new_app(proxied))
+    # What a client sent first (a forged 10.9.9.9), then what the proxy appended: the address it saw.
+    first, second, again = await in_one_second(
+        [
+            submit(abc, "10.9.9.9, 203.0.113.7"),
+            submit(abc, "10.9.9.9, 203.0.113.8"),
+            submit(abc, "203.0.113.7"),
+        ]
+    )
+    assert first[0] == second[0] == 200, (first, second)
+    assert again == (
+        429,
+        {
+            "code": "400",
+            "message": "too many submits from 203.0.113.7: at most 1 tasks a second per IP address",
+        },
+    )
+
+    direct = await make_client(one_a_second)
+    abc = customer(direct, await new_app(direct))
+    first, second = await in_one_second([submit(abc, "203.0.113.7"), submit(abc, "203.0.113.8")])
+    assert first[0] == 200, first
+    assert second == (
+        429,
+        {
+            "code": "400",
+            "message": "too many submits from 127.0.0.1: at most 1 tasks a second per IP address",
+        },
+    )
+
+
 async def test_daily_tasks_per_app(
     make_client: Callable[[Settings], Any], settings: Settings, media_url: Callable[[str], str]
 ) -> None:
@@ -419,8 +477,8 @@ async def test_results_kept_then_not_found(
     assert await abc.wait(tid, until=("not_found",)) == not_found
     assert await abc.get_result(tid) == (200, not_found)
     order_no = (await orders_of(client, app))[0]["order_no"]
-    await wait_for_order(client.app[DB], order_no, lambda o: o.expired)  # the sweep deletes the files
-    assert not (settings.results_dir / order_no).exists()
+    await wait_for_order(client.app[DB], order_no, lambda o: o.expired)  # then the sweep deletes the files
+    await wait_until(lambda: not (settings.results_dir / order_no).exists(), "expired results deleted")
     assert await charges(client, app) == []  # never fetched, never charged
     status, body = await abc.submit_task(media_url("/m/tone.wav"), tid)
     assert status == 409 and "past retention: use a new task_id" in body["message"]

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import PATIENCE, Account, add_account, wait_for_order
+from tests.conftest import PATIENCE, Account, add_account, wait_for_order, wait_until
 from tests.support.processes import free_port
 from tests.support.speech_eval import EVAL
 from yinzi.accounts import create_key
@@ -164,10 +164,7 @@ class Receiver:
         return web.Response(status=self.plan[min(len(self.calls), len(self.plan)) - 1])
 
     async def wait_calls(self, n: int) -> None:
-        deadline = time.monotonic() + PATIENCE
-        while len(self.calls) < n:
-            assert time.monotonic() < deadline, f"{len(self.calls)} webhook calls, expected {n}"
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: len(self.calls) >= n, f"{n} webhook calls")
 
 
 # ---- fixtures --------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Account, add_account, wait_for_order
+from tests.conftest import Account, add_account, wait_for_order, wait_until
 from yinzi.appkeys import DB, SETTINGS
 from yinzi.settings import Settings
 from yinzi.store import Database, Order
@@ -156,7 +156,9 @@ async def test_results_expire_and_unpaid_orders_are_never_charged(
     order_no = await create_ok(client, account, media_url("/m/tone.wav"))
     order: Order = await wait_for_order(db, order_no, lambda o: o.expired)
     assert order.status == "finish" and order.reason == "results expired"
-    assert not (client.app[SETTINGS].results_dir / order_no).exists()
+    await wait_until(
+        lambda: not (client.app[SETTINGS].results_dir / order_no).exists(), "expired results deleted"
+    )
     resp = await client.get("/api/open/v1/order/query", params={"orderNo": order_no}, headers=account.headers)
     data = (await resp.json())["data"]
     assert (data["status"], data["stuffs"], data["reason"], data["cost"]) == (

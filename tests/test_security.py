@@ -1,5 +1,6 @@
 """The security corpus beyond pathKey downloads (tests/test_fetch.py): result-URL traversal, share links and
-webhooks that try to reach our own network, odd address spellings wherever a URL is accepted.
+webhooks that try to reach our own network, odd address spellings wherever a URL is accepted, the client's
+address behind reverse proxies (a forged X-Forwarded-For changes nothing).
 
 Covered elsewhere: SSRF through redirects and DNS (test_fetch), signed-URL tampering and expiry (test_orders),
 another user's key on an order or upload (test_api_contract, test_uploads), upload names with folders
@@ -9,16 +10,21 @@ another user's key on an order or upload (test_api_contract, test_uploads), uplo
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
+from ipaddress import ip_network
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from tests.conftest import Account, add_account, create_order, wait_for_order
 from yinzi.appkeys import DB, SETTINGS, SIGNER
-from yinzi.settings import Settings
+from yinzi.declare import CLIENT
+from yinzi.logs import AccessLogger
+from yinzi.middleware import client_address
+from yinzi.settings import Settings, SettingsError
 
 
 async def test_result_urls_reach_only_the_orders_own_files(
@@ -128,3 +134,40 @@ async def test_a_share_link_redirecting_into_our_network_is_refused(
     body = await resp.json()
     assert (resp.status, body["msg"]) == (400, "douyin: refused to fetch: 10.0.0.5 is not a public address")
     assert await client.app[DB].balance(account.user_id) == 1000
+
+
+PROXIES = (ip_network("10.0.0.0/8"), ip_network("127.0.0.1"), ip_network("::1"))
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "client"),
+    [
+        ("198.51.100.4", ["203.0.113.7"], "198.51.100.4"),  # not from a proxy: the header is anyone's word
+        ("127.0.0.1", [], "127.0.0.1"),  # a proxy's own request
+        ("127.0.0.1", ["203.0.113.7"], "203.0.113.7"),
+        ("127.0.0.1", ["6.6.6.6, 203.0.113.7"], "203.0.113.7"),  # the client's forged entry stays left
+        ("127.0.0.1", ["6.6.6.6", "203.0.113.7, 10.1.2.3"], "203.0.113.7"),  # two proxies, two headers
+        ("::1", ["2001:db8::5"], "2001:db8::5"),
+        ("127.0.0.1", ["10.1.2.3, 10.4.5.6"], "10.1.2.3"),  # only proxies: the farthest one
+        ("127.0.0.1", ["nonsense"], "nonsense"),  # what the proxy wrote, not trusted any further
+    ],
+)
+def test_the_client_address_behind_trusted_proxies(peer: str, forwarded_for: list[str], client: str) -> None:
+    assert client_address(peer, forwarded_for, PROXIES) == client
+    assert client_address(peer, forwarded_for, ()) == peer
+
+
+def test_the_access_log_names_the_client(caplog: pytest.LogCaptureFixture) -> None:
+    request = make_mocked_request("GET", "/healthz?apiKey=secret", headers={"X-Request-Id": "r1"})
+    request[CLIENT] = "203.0.113.7"
+    response = web.Response(headers={"X-Request-Id": "r1"})
+    with caplog.at_level(logging.INFO, "yinzi.access"):
+        AccessLogger(logging.getLogger("yinzi.access"), "").log(request, response, 0.002)
+    assert [r.getMessage() for r in caplog.records] == ['203.0.113.7 "GET /healthz?apiKey=***" 200 0 2.0ms']
+
+
+def test_trusted_proxies_setting() -> None:
+    settings = Settings.from_env({"YINZI_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1,::1"})
+    assert settings.trusted_proxies == PROXIES
+    with pytest.raises(SettingsError, match="YINZI_TRUSTED_PROXIES takes IP addresses or CIDRs"):
+        Settings.from_env({"YINZI_TRUSTED_PROXIES": "proxy.internal"})

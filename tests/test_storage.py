@@ -28,6 +28,7 @@ from tests.conftest import (
     add_account,
     create_order,
     wait_for_order,
+    wait_until,
     with_storage,
 )
 from tests.support.hosts import another_host, outside_scratch, scratch_files
@@ -223,10 +224,7 @@ async def test_expired_results_and_uploads_leave_the_store(
         s3: S3Server = request.getfixturevalue("s3_server")
         return [k for k in s3.keys(settings.storage_url) if k.startswith(f"results/{order_no}/")]
 
-    deadline = time.monotonic() + PATIENCE
-    while stored() and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert stored() == []
+    await wait_until(lambda: stored() == [], "expired results deleted from the store")
     with pytest.raises(Exception, match="no such result"):
         await client.app[SERVICE].result_bytes(order, "audio.wav")
 

@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from tests.conftest import PATIENCE, STORAGES, Account, S3Server, add_account, wait_for_order, with_storage
+from tests.conftest import STORAGES, Account, S3Server, add_account, wait_for_order, wait_until, with_storage
 from yinzi.appkeys import DB, SETTINGS
 from yinzi.settings import Settings
 from yinzi.uploads import INCOMING
@@ -248,12 +248,7 @@ async def test_incomplete_sessions_expire_and_their_files_go(
         return s3.keys(settings.storage_url) + s3.multipart_uploads(settings.storage_url)
 
     assert stored()
-    deadline = time.monotonic() + PATIENCE
-    while time.monotonic() < deadline:
-        if not stored():
-            break
-        await asyncio.sleep(0.05)
-    assert stored() == []
+    await wait_until(lambda: stored() == [], "an abandoned upload deleted")
     resp = await client.get(f"{UPLOADS}/{session['uploadId']}", headers=account.headers)
     assert resp.status == 404
 

@@ -39,7 +39,9 @@ from yinzi.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, Yinz
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID = web.RequestKey("request_id", str)  # set on every request by the middleware
+# Set on every request by the middleware: its id, and the address it came from (yinzi.middleware.client_address).
+REQUEST_ID = web.RequestKey("request_id", str)
+CLIENT = web.RequestKey("client", str)
 Model = TypeVar("Model", bound=BaseModel)
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 ErrorWriter = Callable[[YinziError, str], web.Response]  # (error, request id) -> the API's error response

@@ -16,6 +16,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from yinzi.declare import CLIENT
+
 current_id: contextvars.ContextVar[str] = contextvars.ContextVar("yinzi_log_id", default="-")
 
 FORMAT = "%(asctime)s %(levelname)s [%(log_id)s] %(name)s: %(message)s"
@@ -55,12 +57,14 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         target = request.path_qs
         if "apiKey" in request.query:
-            query = urlencode([(k, "***" if k == "apiKey" else v) for k, v in request.query.items()])
+            query = urlencode(
+                [(k, "***" if k == "apiKey" else v) for k, v in request.query.items()], safe="*"
+            )
             target = f"{request.path}?{query}"
         with log_context(response.headers.get("X-Request-Id", "-")):
             self.logger.info(
                 '%s "%s %s" %d %d %.1fms',
-                request.remote,
+                request.get(CLIENT, request.remote),
                 request.method,
                 target,
                 response.status,

@@ -1,19 +1,23 @@
-"""Request ids and the error envelope, for every response the service sends."""
+"""Request ids, the client's address and the error envelope, for every request the service answers."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import uuid
+from collections.abc import Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from yinzi.declare import REQUEST_ID
+from yinzi.appkeys import SETTINGS
+from yinzi.declare import CLIENT, REQUEST_ID
 from yinzi.envelope import error
 from yinzi.errors import YinziError
 from yinzi.logs import log_context
 from yinzi.ratelimit import QUOTA
+from yinzi.settings import IPNetwork
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,9 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = incoming if _CALLER_ID.fullmatch(incoming) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
+    request[CLIENT] = client_address(
+        request.remote, request.headers.getall("X-Forwarded-For", ()), request.app[SETTINGS].trusted_proxies
+    )
     with log_context(request_id):
         response: web.StreamResponse
         try:
@@ -55,3 +62,22 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
     if quota is not None:
         response.headers.update(quota.headers())
     return response
+
+
+def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: tuple[IPNetwork, ...]) -> str:
+    """The client's address. From a trusted proxy, the nearest address in X-Forwarded-For that is not a trusted
+    proxy: each proxy appends the address it was reached from, so what stands left of that one is the client's
+    own word, which anyone can forge. From anywhere else, the connecting address, whatever the headers say."""
+    address = peer or "unknown"
+    hops = [hop.strip() for header in forwarded_for for hop in header.split(",") if hop.strip()]
+    while _is_trusted(address, trusted) and hops:
+        address = hops.pop()
+    return address
+
+
+def _is_trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)

@@ -7,6 +7,7 @@ Every limit, timeout and price lives here, so an operator finds every knob in on
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ ENGINE_KINDS = ("demucs", "whisper")
 WHISPER_ENGINES = ("faster-whisper", "openai-whisper")
 
 GIB = 1024**3
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SettingsError(ValueError):
@@ -66,6 +68,9 @@ class Settings:
     whisper_engine: str | None = None
     # CIDRs or host names that may be fetched although they are not public addresses.
     fetch_allow: tuple[str, ...] = ()
+    # Addresses or CIDRs of reverse proxies in front of the API: their X-Forwarded-For names the client (for
+    # per-address limits and the access log). Empty: the connecting address is the client.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     # host -> base URL: requests for that host go to the base URL, Host header kept (mirrors; test stand-ins).
     host_map: Mapping[str, str] = field(default_factory=dict)
     platforms: Mapping[str, PlatformOptions] = field(default_factory=dict)
@@ -255,6 +260,13 @@ class Settings:
                     out[key.strip()] = value.strip()
             return out
 
+        def networks(name: str) -> tuple[IPNetwork, ...]:
+            items = [item.strip() for item in (get(name) or "").split(",") if item.strip()]
+            try:
+                return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+            except ValueError as exc:
+                raise SettingsError(f"YINZI_{name} takes IP addresses or CIDRs: {exc}") from None
+
         prices = dict(DEFAULT_PRICES)
         for order_type, points in pairs("PRICES").items():
             if order_type not in ORDER_TYPES or not (points.isascii() and points.isdigit()):
@@ -308,6 +320,7 @@ class Settings:
             whisper_model=get("WHISPER_MODEL") or cls.whisper_model,
             whisper_engine=choice("WHISPER_ENGINE", WHISPER_ENGINES),
             fetch_allow=tuple(p.strip() for p in (get("FETCH_ALLOW") or "").split(",") if p.strip()),
+            trusted_proxies=networks("TRUSTED_PROXIES"),
             host_map=pairs("HOST_MAP"),
             platforms=platforms,
             analyze_price=integer("ANALYZE_PRICE", cls.analyze_price),

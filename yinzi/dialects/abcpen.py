@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from yinzi.accounts import check_timestamp, count_request, hash_key
 from yinzi.appkeys import DB, LIMITER, POLICY, SERVICE, SETTINGS, SIGNER
-from yinzi.declare import Api, Endpoints
+from yinzi.declare import CLIENT, Api, Endpoints
 from yinzi.errors import (
     BadRequest,
     Conflict,
@@ -256,7 +256,7 @@ async def _limit_submits(request: web.Request) -> None:
     limit = request.app[SETTINGS].abcpen_submits_per_second
     if limit <= 0:
         return
-    address = request.remote or "unknown"
+    address = request[CLIENT]
     quota = await request.app[LIMITER].hit(f"{API}:submit:{address}", limit, SUBMIT_WINDOW_S)
     if not quota.allowed:
         raise TooManyRequests(
