@@ -11,6 +11,7 @@ temperatures (a 1 s tone took minutes on a busy 2-core machine, where real tiny.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 import time
@@ -354,7 +355,9 @@ async def test_polled_result_in_bellas_format_charged_once(polled_app: Bella) ->
     assert await bella.db.balance(bella.account.user_id) == balance - order.cost
     assert [row["kind"] for row in await bella.db.ledger(bella.account.user_id)].count("order") == 1
 
-    assert set(first) == ENVELOPE | {"language", "duration", "text", "words", "segments", "num_speakers"}
+    assert set(first) == ENVELOPE | {
+        "language", "duration", "text", "words", "segments", "num_speakers", "speaker_embeddings"
+    }  # fmt: skip
     assert first["task"] == "transcription" and first["task_id"] == task_id and first["status"] == "completed"
     assert (
         first["error"] is None
@@ -379,6 +382,10 @@ async def test_polled_result_in_bellas_format_charged_once(polled_app: Bella) ->
     assert all(w["start"] >= answer_at - 0.5 for w in words if w["channel_id"] == 1), words
     assert {(s["channel_id"], s["speaker_id"]) for s in segments} == {(0, 1), (1, 2)}
     assert first["num_speakers"] == "2"
+    voices = json.loads(
+        base64.b64decode(first["speaker_embeddings"])
+    )  # as the document's example encodes them
+    assert sorted(voices) == ["speaker_1", "speaker_2"] and all(len(v) == 256 for v in voices.values())
     assert first["text"] == " ".join(s["text"] for s in segments)
     assert wer(f"{HARVARD[LEFT]} {HARVARD[RIGHT]}", first["text"]) <= 0.2
 
@@ -419,7 +426,7 @@ async def test_callback_is_retried_and_a_long_result_comes_as_a_file(
     # the channels mixed down, as Bella does without channel_number; nobody told apart
     assert all(s["channel_id"] == 0 and s["speaker_id"] == 0 for s in sent["segments"] + sent["words"])
     assert wer(f"{HARVARD[LEFT]} {HARVARD[RIGHT]}", sent["text"]) <= 0.2, sent["text"]
-    assert "num_speakers" not in sent
+    assert "num_speakers" not in sent and "speaker_embeddings" not in sent
     history = await settled_history(bella.db, task_id)
     assert [a["status"] for a in history] == [500, 200]
 

@@ -97,6 +97,24 @@ def test_mandarin_conversations(tmp_path: Path, speakers: int, snr_db: float | N
     assert diarization_error_rate(conv.truth, diarizer.turns(speakers=speakers)) <= 0.15
 
 
+def test_voices_say_who_spoke_in_another_recording(tmp_path: Path) -> None:
+    """Each speaker's voice from a three-voice conversation, against the voice from a recording of the same
+    speaker's other utterances. Measured: 0.86-0.88 for the same voice, 0.43-0.62 for another."""
+    voices = mandarin_voices()
+    (tmp_path / "conversation").mkdir()
+    conv = assemble(tmp_path / "conversation", [(voices[v][i], v) for i in range(2) for v in range(3)])
+    found = diarize(Diarizer(), conv.path).speakers()
+    assert [t.speaker for t in found.turns] == [t.speaker for t in conv.truth]  # voice v is speaker v
+    assert sorted(found.voices) == [0, 1, 2]
+    for v in range(3):
+        (tmp_path / str(v)).mkdir()
+        probe = assemble(tmp_path / str(v), [(audio, 0) for audio in voices[v][2:]])
+        (voice,) = diarize(Diarizer(), probe.path).speakers(speakers=1).voices.values()
+        assert voice.shape == (256,) and abs(float(np.linalg.norm(voice)) - 1) < 1e-5
+        alike = [float(voice @ found.voices[k]) for k in range(3)]
+        assert alike[v] >= 0.8 and max(a for k, a in enumerate(alike) if k != v) <= 0.7, (v, alike)
+
+
 @pytest.mark.parametrize("voice", ["english", "meeting", "aishell"])
 def test_one_speaker_is_one_speaker(tmp_path: Path, voice: str) -> None:
     if voice == "english":

@@ -202,6 +202,7 @@ async def test_transcription_results(
         "text",
         "speakers",
         "turns",
+        "voices",
         "segments",
         "words",
     }
@@ -209,6 +210,7 @@ async def test_transcription_results(
         doc["language"] == "en"
         and doc["language_probability"] is None
         and doc["speakers"] == doc["turns"] == []
+        and doc["voices"] == {}
     )
     assert_timeline(doc["segments"], doc["duration"])
     assert_timeline(doc["words"], doc["duration"])

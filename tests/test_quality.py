@@ -232,6 +232,8 @@ def test_a_two_speaker_conversation_is_diarized(real_models: Path, tmp_path: Pat
             real_models, "faster-whisper", "base", talk.path, tmp_path / f"out{speakers}", **options
         )
         assert doc["speakers"] == ["S1", "S2"]
+        voices = np.array([doc["voices"]["S1"], doc["voices"]["S2"]])
+        assert voices.shape == (2, 256) and float(voices[0] @ voices[1]) < 0.8  # two voices, not one
         hypothesis = [Turn(t["start"], t["end"], int(t["speaker"][1:]) - 1) for t in doc["turns"]]
         assert diarization_error_rate(talk.truth, hypothesis) <= 0.15
         assert all("speaker" in s for s in doc["segments"]) and all("speaker" in w for w in doc["words"])

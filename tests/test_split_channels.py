@@ -117,7 +117,7 @@ def test_speakers_are_numbered_across_channels(tmp_path: Path) -> None:
     )
     assert [(s["channel"], s["speaker"]) for s in doc["segments"]] == [(0, "S1"), (1, "S2")]
     assert [(w["channel"], w["speaker"]) for w in doc["words"]] == [(0, "S1"), (1, "S2")]
-    assert doc["speakers"] == ["S1", "S2"]
+    assert doc["speakers"] == ["S1", "S2"] and sorted(doc["voices"]) == ["S1", "S2"]
     assert doc["txt"] == f"[ch0] [S1] {LEFT_HZ} Hz\n[ch1] [S2] {RIGHT_HZ} Hz\n"
 
 

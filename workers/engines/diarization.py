@@ -7,7 +7,9 @@ speaker encoder that the ``resemblyzer`` package ships (``resemblyzer/pretrained
 and their times are kept, never the audio, so memory grows by about a kilobyte per window however long the
 media is. At the end the windows are clustered on cosine similarity (spectral clustering; the number of
 speakers, when not given, from the largest eigengap of the affinity's Laplacian), each window speaks for the
-stretch around its centre, and neighbouring stretches of one speaker merge into turns.
+stretch around its centre, and neighbouring stretches of one speaker merge into turns. Each speaker's voice is
+the unit-length mean of its windows' embeddings: two voices (from this media or another) are as alike as their
+dot product.
 
 The encoder's forward pass and its mel front end are written here rather than imported: ``resemblyzer``
 itself imports librosa and webrtcvad at import time and uses a scipy module that scipy has deprecated. They
@@ -82,6 +84,14 @@ class Turn:
     start: float  # seconds on the media's timeline
     end: float
     speaker: int  # 0-based, numbered in order of first appearance
+
+
+@dataclass(frozen=True)
+class Speakers:
+    turns: list[Turn]
+    # speaker number -> voice (HIDDEN values, unit length). A speaker heard only in stretches too short to
+    # embed has none.
+    voices: dict[int, Floats]
 
 
 def _weights_path() -> Path:
@@ -306,10 +316,12 @@ class Diarizer:
     def turns(self, speakers: int | None = None) -> list[Turn]:
         """Turns over everything added, non-overlapping and in time order; the number of speakers is estimated
         when `speakers` is None. No speech gives no turns."""
+        return self.speakers(speakers).turns
+
+    def speakers(self, speakers: int | None = None) -> Speakers:
+        """The turns, and the voice of each speaker in them."""
         if not self._windows:
-            if not self._short:
-                return []
-            return _join([(s, e, 0) for s, e in self._short])
+            return Speakers(_join([(s, e, 0) for s, e in self._short])[0], {})
         embeddings = np.concatenate(self._embeddings)
         votes = np.array([w.end - w.start >= VOTE_SECONDS for w in self._windows])
         if votes.sum() < 2:
@@ -324,11 +336,14 @@ class Diarizer:
         for s, e in self._short:
             nearest = int(np.argmin(np.abs(centres - (s + e) / 2)))
             stretches.append((s, e, int(labels[nearest])))
-        return _join(stretches)
+        turns, numbers = _join(stretches)
+        voices = _centroids(embeddings, labels)
+        return Speakers(turns, {number: voices[label] for label, number in numbers.items()})
 
 
-def _join(stretches: list[tuple[float, float, int]]) -> list[Turn]:
-    """Sorted, merged turns with speakers renumbered in order of first appearance."""
+def _join(stretches: list[tuple[float, float, int]]) -> tuple[list[Turn], dict[int, int]]:
+    """Sorted, merged turns with speakers renumbered in order of first appearance; and that numbering (a label
+    whose every stretch was overlapped away has no number)."""
     merged: list[list[Any]] = []
     for start, end, speaker in sorted(stretches):
         if merged and merged[-1][2] == speaker and start - merged[-1][1] <= JOIN_GAP:
@@ -346,7 +361,7 @@ def _join(stretches: list[tuple[float, float, int]]) -> list[Turn]:
             continue
         number = order.setdefault(speaker, len(order))
         turns.append(Turn(round(float(start), 3), round(float(end), 3), number))
-    return turns
+    return turns, order
 
 
 def _affinity(embeddings: Floats) -> npt.NDArray[np.float64]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from workers.engines import EngineTask, Progress
 from workers.engines.audio import PcmReader
-from workers.engines.diarization import Diarizer, Turn, assign, speaker_label
+from workers.engines.diarization import Diarizer, Speakers, Turn, assign, speaker_label
 from workers.engines.speech import SAMPLE_RATE, Block, SpeechMap, blocks
 from workers.engines.subtitles import Shape, captions, to_srt
 from workers.engines.whisper_backends import Decoding, Segment, WhisperBackend, load_backend
@@ -31,6 +31,8 @@ BEAM_SIZE = 5
 # splitChannels decodes the media once per channel: a stereo call, not a 7.1 film mix.
 MAX_SPLIT_CHANNELS = 8
 RECOVER_SECONDS = 1.0
+# A voice in transcript.json: its values to this many decimals (the encoder's cosines differ in the second).
+VOICE_DECIMALS = 4
 
 
 class Timeline:
@@ -181,21 +183,23 @@ class TranscriptionEngine:
             channels = list(range(task.channels))
         heard = _Heard(task.options.get("language"))
         segments: list[dict[str, Any]] = []
-        turns: list[Turn] = []
+        speakers = Speakers([], {})
         for index, channel in enumerate(channels):
 
             def overall(fraction: float, done: int = index) -> None:
                 progress(min((done + fraction) / len(channels), 0.99))
 
             # Speakers are numbered across channels: channel 1's first speaker follows channel 0's last.
-            first_speaker = max((t.speaker for t in turns), default=-1) + 1
-            found, found_turns = self._transcribe(task, channel, heard, overall, first_speaker)
-            turns += found_turns
+            first_speaker = max((t.speaker for t in speakers.turns), default=-1) + 1
+            found, found_speakers = self._transcribe(task, channel, heard, overall, first_speaker)
+            speakers = Speakers(
+                speakers.turns + found_speakers.turns, {**speakers.voices, **found_speakers.voices}
+            )
             segments += found
         segments.sort(key=lambda s: (float(s["start"]), s.get("channel", 0)))
         for number, segment in enumerate(segments):
             segment["id"] = number
-        self._write(task, segments, heard.language, heard.probability, turns)
+        self._write(task, segments, heard.language, heard.probability, speakers)
         progress(1.0)
         return [
             ResultFile("caption.srt", "caption"),
@@ -205,9 +209,10 @@ class TranscriptionEngine:
 
     def _transcribe(
         self, task: EngineTask, channel: int | None, heard: _Heard, progress: Progress, first_speaker: int
-    ) -> tuple[list[dict[str, Any]], list[Turn]]:
+    ) -> tuple[list[dict[str, Any]], Speakers]:
         """One pass over the media (one channel of it, or all mixed): its segments on the media's timeline,
-        with their speakers (numbered from ``first_speaker``) and those speakers' turns when the order asks."""
+        with their speakers (numbered from ``first_speaker``), and those speakers' turns and voices when the
+        order asks."""
         options = task.options
         backend = self._backend(task.model)
         place = _Placer(task.duration, "zh-hant" if options.get("chinese") == "traditional" else "zh-hans")
@@ -236,21 +241,22 @@ class TranscriptionEngine:
                             segments.append(placed)
                 progress(min((block.offset + len(block.audio)) / total, 0.99))
 
-        turns: list[Turn] = []
+        speakers = Speakers([], {})
         if diarizer is not None:
-            turns = [
-                Turn(t.start, t.end, t.speaker + first_speaker)
-                for t in diarizer.turns(options.get("speakers"))
-            ]
-            assign([word for seg in segments for word in seg["words"]], turns)
-            assign(segments, turns)
+            found = diarizer.speakers(options.get("speakers"))
+            speakers = Speakers(
+                [Turn(t.start, t.end, t.speaker + first_speaker) for t in found.turns],
+                {number + first_speaker: voice for number, voice in found.voices.items()},
+            )
+            assign([word for seg in segments for word in seg["words"]], speakers.turns)
+            assign(segments, speakers.turns)
             segments = [part for seg in segments for part in _by_speaker(seg)]
         if channel is not None:
             for segment in segments:
                 segment["channel"] = channel
                 for word in segment["words"]:
                     word["channel"] = channel
-        return segments, turns
+        return segments, speakers
 
     def _write(
         self,
@@ -258,7 +264,7 @@ class TranscriptionEngine:
         segments: list[dict[str, Any]],
         language: str | None,
         probability: float | None,
-        turns: list[Turn],
+        speakers: Speakers,
     ) -> None:
         out: Path = task.out_dir
         lines = ["".join(f"[{label}] " for label in _labels(s)) + s["text"] for s in segments]
@@ -267,11 +273,15 @@ class TranscriptionEngine:
             "language_probability": None if probability is None else round(probability, 4),
             "duration": round(task.duration, 3),
             "text": "\n".join(s["text"] for s in segments),
-            "speakers": [speaker_label(n) for n in sorted({t.speaker for t in turns})],
+            "speakers": [speaker_label(n) for n in sorted({t.speaker for t in speakers.turns})],
             "turns": [
                 {"start": round(t.start, 3), "end": round(t.end, 3), "speaker": speaker_label(t.speaker)}
-                for t in turns
+                for t in speakers.turns
             ],
+            "voices": {
+                speaker_label(n): [round(float(x), VOICE_DECIMALS) for x in voice]
+                for n, voice in sorted(speakers.voices.items())
+            },
             "segments": [{k: v for k, v in s.items() if k != "words"} for s in segments],
             "words": [word for s in segments for word in s["words"]],
         }

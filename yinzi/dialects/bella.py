@@ -18,6 +18,7 @@ replaced by a ``file_id`` whose whole JSON ``GET /v1/files/{file_id}/content`` r
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 from typing import Any, Literal
@@ -223,6 +224,11 @@ class BellaResult(BaseModel):
     words: list[BellaWord] | None = None
     segments: list[BellaSegment] | None = None
     num_speakers: str | None = None
+    speaker_embeddings: str | None = Field(
+        default=None,
+        description="Base64 of a JSON object: speaker_<speaker_id> -> that speaker's voice embedding (256 values, "
+        "unit length; the dot product of two is their likeness).",
+    )
     model: str | None = None
     ignored_fields: list[str] | None = None
 
@@ -409,6 +415,9 @@ def _finished(order: Order, note: dict[str, Any], transcript: dict[str, Any]) ->
     ]
     if order.stuff.get("diarize"):
         result["num_speakers"] = str(len(transcript["speakers"]))
+        # transcript.json of orders made before voices were kept has none
+        voices = {f"speaker_{_speaker_id(label)}": v for label, v in transcript.get("voices", {}).items()}
+        result["speaker_embeddings"] = base64.b64encode(json.dumps(voices).encode()).decode("ascii")
     return result
 
 
