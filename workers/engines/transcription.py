@@ -31,7 +31,7 @@ BEAM_SIZE = 5
 # splitChannels decodes the media once per channel: a stereo call, not a 7.1 film mix.
 MAX_SPLIT_CHANNELS = 8
 RECOVER_SECONDS = 1.0
-# A voice in transcript.json: its values to this many decimals (the encoder's cosines differ in the second).
+# A voice in transcript.json: its values to this many decimals, plenty for dot products to three places.
 VOICE_DECIMALS = 4
 
 
