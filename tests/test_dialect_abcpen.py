@@ -347,14 +347,14 @@ async def test_submits_per_ip_shared_across_processes(
 
 async def in_one_second(calls: list[Callable[[], Any]]) -> list[tuple[int, dict[str, Any]]]:
     """The calls' answers, all made inside one second's window (tried again when they straddle two)."""
-    for _ in range(3):
+    for _ in range(5):
         while time.time() % 1 > 0.2:  # start early in a second
             await asyncio.sleep(0.01)
         second = int(time.time())
         answers = [await call() for call in calls]
         if int(time.time()) == second:
             return answers
-    pytest.fail("the calls did not fit into one second, three times")
+    pytest.fail("the calls did not fit into one second, five times")
 
 
 async def test_behind_a_trusted_proxy_each_client_is_counted_on_its_own(
@@ -366,9 +366,12 @@ async def test_behind_a_trusted_proxy_each_client_is_counted_on_its_own(
     url = media_url("/m/tone.wav")
 
     def submit(abc: AbcpenClient, forwarded_for: str) -> Callable[[], Any]:
-        body = {"audio_url": url, "app_id": abc.app_id, "task_id": task_id(), "language": "en"}
-        headers = {"X-Forwarded-For": forwarded_for}
-        return lambda: abc.call("POST", "/asr-offline/submit_task/v1", json=body, headers=headers)
+        async def call() -> tuple[int, dict[str, Any]]:  # a new task each time (a try may be made again)
+            body = {"audio_url": url, "app_id": abc.app_id, "task_id": task_id(), "language": "en"}
+            headers = {"X-Forwarded-For": forwarded_for}
+            return await abc.call("POST", "/asr-offline/submit_task/v1", json=body, headers=headers)
+
+        return call
 
     proxied = await make_client(one_a_second.replace(trusted_proxies=(ip_network("127.0.0.0/8"),)))
     abc = customer(proxied, await new_app(proxied))
