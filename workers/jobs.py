@@ -21,7 +21,7 @@ from workers.engines import SEPARATION_TYPES, EngineTask, engine_spec, file_dige
 from workers.probe import probe
 from workers.reports import check_font, write_report
 from yinzi.errors import OrderFailed, OrderTimedOut
-from yinzi.fetch import Fetcher, download, human_bytes
+from yinzi.fetch import Fetcher, human_bytes
 from yinzi.links import LinkAnalyzer
 from yinzi.logs import order_context
 from yinzi.metrics import ORDERS_ENDED, engine_name, observe_engine, reason_kind
@@ -255,7 +255,6 @@ async def _input_digest(ctx: JobContext, order: Order, source: Path) -> str:
 
 
 async def _fetch_input(ctx: JobContext, order: Order, dest: Path, max_bytes: int) -> Path:
-    settings = ctx.settings
     upload_id = order.stuff.get("uploadId")
     if upload_id is not None:
         upload = await ctx.db.upload(str(upload_id))
@@ -266,16 +265,7 @@ async def _fetch_input(ctx: JobContext, order: Order, dest: Path, max_bytes: int
         except FileNotFoundError:
             raise OrderFailed("the upload has expired; upload the file again") from None
     # A share link (Douyin, Bilibili, ...) is resolved to its media first; any other URL is the media itself.
-    media_url, headers = await ctx.links.media_source(order.stuff["pathKey"])
-    return await download(
-        ctx.fetcher,
-        media_url,
-        dest,
-        max_bytes=max_bytes,
-        max_redirects=settings.max_redirects,
-        total_timeout=settings.fetch_total_timeout,
-        headers=headers,
-    )
+    return await ctx.links.download(order.stuff["pathKey"], dest, max_bytes)
 
 
 def _clock(seconds: float) -> str:

@@ -206,7 +206,8 @@ def _upload_id(value: Any, field: str) -> str:
     return value
 
 
-def _url(value: Any, field: str, policy: AddressPolicy, hint: str = "") -> str:
+def checked_url(value: Any, field: str, policy: AddressPolicy, hint: str = "") -> str:
+    """``value`` if it is an http(s) URL this service may fetch; else 400 naming ``field``."""
     if not isinstance(value, str):
         raise BadRequest(f"{field} must be a string")
     if len(value) > MAX_URL_LENGTH:
@@ -226,7 +227,7 @@ def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
     priority = _priority(body)
     callback_url = body.get("callbackUrl")
     if callback_url is not None:
-        callback_url = _url(
+        callback_url = checked_url(
             callback_url.strip() if isinstance(callback_url, str) else callback_url, "callbackUrl", policy
         )
     stuff = body.get("stuff")
@@ -258,7 +259,9 @@ def parse_create(body: dict[str, Any], policy: AddressPolicy) -> OrderRequest:
         if link is None:
             raise BadRequest("stuff.pathKey must be an http or https URL, or a share text containing one")
         path_key = str(link)
-    return request({**stuff, "pathKey": _url(path_key, "stuff.pathKey", policy, f" ({LOCAL_FILE_HINT})")})
+    return request(
+        {**stuff, "pathKey": checked_url(path_key, "stuff.pathKey", policy, f" ({LOCAL_FILE_HINT})")}
+    )
 
 
 def parse_calculate(body: dict[str, Any], max_duration: int) -> PriceRequest:

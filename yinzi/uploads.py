@@ -35,7 +35,7 @@ from yinzi.errors import (
     UnsupportedMediaType,
     YinziError,
 )
-from yinzi.fetch import Fetcher, download, human_bytes
+from yinzi.fetch import human_bytes
 from yinzi.links import LinkAnalyzer
 from yinzi.metrics import UPLOAD_BYTES
 from yinzi.settings import Settings
@@ -214,9 +214,7 @@ class UploadDesk:
             raise NotFound("upload not found")
         return upload
 
-    async def ingest(
-        self, user: User, url: str, fetcher: Fetcher, links: LinkAnalyzer, *, max_bytes: int
-    ) -> Upload:
+    async def ingest(self, user: User, url: str, links: LinkAnalyzer, *, max_bytes: int) -> Upload:
         """A session yinzi fills itself from ``url`` (checked by the caller against the address policy), in
         the background: a share link is resolved to its media first, the download obeys the address policy
         on every hop, and the session completes as if its bytes had been PUT. A failure is kept with the
@@ -225,27 +223,16 @@ class UploadDesk:
         mime_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         upload = await self._session(user, name, mime_type, 0, source_url=url)
         task = asyncio.create_task(
-            self._fill(upload.id, url, fetcher, links, max_bytes), name=f"yinzi-ingest-{upload.id}"
+            self._fill(upload.id, url, links, max_bytes), name=f"yinzi-ingest-{upload.id}"
         )
         self._ingests.add(task)
         task.add_done_callback(self._ingests.discard)
         return upload
 
-    async def _fill(
-        self, upload_id: str, url: str, fetcher: Fetcher, links: LinkAnalyzer, max_bytes: int
-    ) -> None:
-        settings, scratch = self.settings, self.scratch_path()
+    async def _fill(self, upload_id: str, url: str, links: LinkAnalyzer, max_bytes: int) -> None:
+        scratch = self.scratch_path()
         try:
-            media_url, headers = await links.media_source(url)
-            await download(
-                fetcher,
-                media_url,
-                scratch,
-                max_bytes=max_bytes,
-                max_redirects=settings.max_redirects,
-                total_timeout=settings.fetch_total_timeout,
-                headers=headers,
-            )
+            await links.download(url, scratch, max_bytes)
             size = (await asyncio.to_thread(scratch.stat)).st_size
             await self.db.set_upload_size(upload_id, size)
             upload = await self._reread(upload_id)

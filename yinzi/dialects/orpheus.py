@@ -30,13 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_
 from workers.sweeper import webhook_signature
 from yinzi import callbacks
 from yinzi.accounts import authenticate
-from yinzi.appkeys import FETCHER, LINKS, POLICY, SERVICE, SETTINGS, UPLOADS
+from yinzi.appkeys import LINKS, POLICY, SERVICE, SETTINGS, UPLOADS
 from yinzi.callbacks import Outgoing
 from yinzi.declare import Api, Endpoints, checked_elsewhere, validate
 from yinzi.envelope import read_json_object
 from yinzi.errors import BadRequest, InsufficientBalance, NotFound, PayloadTooLarge, YinziError
-from yinzi.fetch import BlockedAddress, human_bytes
-from yinzi.orders import MAX_PROMPT_CHARS, MAX_URL_LENGTH, UPLOAD_ID, parse_create
+from yinzi.fetch import human_bytes
+from yinzi.orders import MAX_PROMPT_CHARS, MAX_URL_LENGTH, UPLOAD_ID, checked_url, parse_create
 from yinzi.routes import public_base, upload_url
 from yinzi.service import Delivery, OrderService
 from yinzi.settings import Settings
@@ -343,18 +343,11 @@ async def ingest(request: web.Request, body: OrpheusIngestRequest) -> web.Respon
     completes by itself. Poll it like any upload: ``ingesting``, then ``completed`` or ``failed``."""
     app = request.app
     user = await authenticate(request)
-    url = body.url.strip()
-    try:
-        app[POLICY].check_url(url)
-    except BlockedAddress as exc:
-        raise BadRequest(f"url: {exc}") from None
-    except ValueError:
-        raise BadRequest("url must be an http or https URL") from None
+    url = checked_url(body.url.strip(), "url", app[POLICY])
     settings = app[SETTINGS]
     upload = await app[UPLOADS].ingest(
         user,
         url,
-        app[FETCHER],
         app[LINKS],
         max_bytes=min(settings.orpheus_max_upload_bytes, settings.max_download_bytes),
     )

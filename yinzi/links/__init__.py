@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import aiohttp
 from yarl import URL
 
 from yinzi.errors import BadRequest, OrderFailed, YinziError
-from yinzi.fetch import BlockedAddress, Fetcher
+from yinzi.fetch import BlockedAddress, Fetcher, download
 from yinzi.links.base import LinkFailed, PlatformClient, Resolver, UnsupportedLink, VideoInfo, owns
 from yinzi.links.douyin import Douyin
 from yinzi.links.kuaishou import Kuaishou
@@ -51,8 +51,21 @@ class LinkAnalyzer:
             raise UnsupportedLink("no http(s) link found in the text")
         return await self._resolve(_dedicated(url) or FALLBACK, url)
 
-    async def media_source(self, path_key: str) -> tuple[str, dict[str, str]]:
-        """For a job: the media URL behind ``pathKey`` and the headers its host wants.
+    async def download(self, path_key: str, dest: Path, max_bytes: int) -> Path:
+        """Downloads the media behind ``pathKey`` (an order's input, an ingested upload) to ``dest``."""
+        media_url, headers = await self._media_source(path_key)
+        return await download(
+            self._fetcher,
+            media_url,
+            dest,
+            max_bytes=max_bytes,
+            max_redirects=self._settings.max_redirects,
+            total_timeout=self._settings.fetch_total_timeout,
+            headers=headers,
+        )
+
+    async def _media_source(self, path_key: str) -> tuple[str, dict[str, str]]:
+        """The media URL behind ``pathKey`` and the headers its host wants.
 
         A link of a platform we resolve, or of a site yt-dlp has an extractor for, is resolved to its video
         (its music for an image post); any other URL is taken to be the media file itself.
