@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from arq.worker import Worker
 
+from tests.support.llm import StandInLlm
 from tests.support.media import make_media, media_app
 from tests.support.models import DEMUCS_NAME, WHISPER_NAME, save_tiny_demucs, save_tiny_whisper
 from tests.support.speech_eval import install_real_models
@@ -78,6 +79,18 @@ async def media_server(aiohttp_server: Callable[..., Any], media_dir: Path) -> T
 @pytest.fixture
 def media_url(media_server: TestServer) -> Callable[[str], str]:
     return lambda path: str(media_server.make_url(path))
+
+
+@pytest.fixture
+def llm() -> StandInLlm:
+    return StandInLlm()
+
+
+@pytest.fixture
+async def llm_url(aiohttp_server: Callable[..., Any], llm: StandInLlm) -> str:
+    """An OpenAI-compatible chat-completions API on loopback, standing in for YINZI_LLM_URL."""
+    server: TestServer = await aiohttp_server(llm.app())
+    return str(server.make_url("/v1"))
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import pytest
-from aiohttp.test_utils import TestServer
 
 from tests.support.llm import MODEL, StandInLlm
 from tests.support.processes import free_port
@@ -18,17 +13,6 @@ from yinzi.llm import NOT_CONFIGURED
 from yinzi.settings import Settings
 
 PROMPT = "List the decisions made"
-
-
-@pytest.fixture
-def llm() -> StandInLlm:
-    return StandInLlm()
-
-
-@pytest.fixture
-async def llm_url(aiohttp_server: Callable[..., Any], llm: StandInLlm) -> str:
-    server: TestServer = await aiohttp_server(llm.app())
-    return str(server.make_url("/v1"))
 
 
 def transcript(lines: int) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import pypdf
 import pytest
 from aiohttp import FormData
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from tests.conftest import BACKENDS, wait_for_order
 from tests.support.llm import MODEL, StandInLlm
@@ -107,17 +107,6 @@ async def user_id(client: Aiesa) -> int:
     user = await db.user_by_name(row[0].user_name)
     assert user is not None
     return user.id
-
-
-@pytest.fixture
-def llm() -> StandInLlm:
-    return StandInLlm()
-
-
-@pytest.fixture
-async def llm_url(aiohttp_server: Callable[..., Any], llm: StandInLlm) -> str:
-    server: TestServer = await aiohttp_server(llm.app())
-    return str(server.make_url("/v1"))
 
 
 @pytest.fixture

@@ -349,24 +349,9 @@ def _operation(endpoint: Endpoint, error_ref: dict[str, Any], schemas: dict[str,
         for name in _PATH_PARAM.findall(endpoint.path)
     ]
     if endpoint.query is not None:
-        schema = endpoint.query.model_json_schema(ref_template="#/components/schemas/{model}")
-        required = set(schema.get("required", ()))
-        for name, prop in schema.get("properties", {}).items():
-            param = {"name": name, "in": "query", "required": name in required, "schema": prop}
-            if "description" in prop:
-                param["description"] = prop["description"]
-            parameters.append(param)
-        schemas.update(schema.get("$defs", {}))
+        parameters += _parameters(endpoint.query, "query", schemas)
     if endpoint.headers is not None:
-        schema = endpoint.headers.model_json_schema(
-            ref_template="#/components/schemas/{model}", by_alias=True
-        )
-        required = set(schema.get("required", ()))
-        for name, prop in schema.get("properties", {}).items():
-            param = {"name": name, "in": "header", "required": name in required, "schema": prop}
-            if "description" in prop:
-                param["description"] = prop["description"]
-            parameters.append(param)
+        parameters += _parameters(endpoint.headers, "header", schemas)
     if parameters:
         operation["parameters"] = parameters
     if endpoint.body is not None:
@@ -408,6 +393,20 @@ def _operation(endpoint: Endpoint, error_ref: dict[str, Any], schemas: dict[str,
     operation["responses"] = responses
     operation["security"] = api.requirements() if endpoint.secured else []
     return operation
+
+
+def _parameters(model: type[BaseModel], where: str, schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    """A query or header model's fields as OpenAPI parameters (headers by their aliases)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
+    schemas.update(schema.get("$defs", {}))
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, prop in schema.get("properties", {}).items():
+        param = {"name": name, "in": where, "required": name in required, "schema": prop}
+        if "description" in prop:
+            param["description"] = prop["description"]
+        parameters.append(param)
+    return parameters
 
 
 def _schema_ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:

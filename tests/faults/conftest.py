@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import COPY_ENGINE, REPO
-from tests.support.processes import free_port
+from tests.support.processes import free_port, stop
 from yinzi.store import TERMINAL, Database
 
 pytestmark = pytest.mark.slow
@@ -40,13 +40,7 @@ class Processes:
 
     def stop_all(self) -> None:
         for proc in self.running:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc)
 
     async def wait_healthy(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -26,7 +26,7 @@ import pytest
 from tests.conftest import PATIENCE, REPO, S3_REGION, S3Server, add_account, wait_for_order
 from tests.faults.conftest import assert_books_balance
 from tests.support.models import DEMUCS_NAME, WHISPER_NAME
-from tests.support.processes import alive, children_of, free_port
+from tests.support.processes import alive, children_of, free_port, stop
 from yinzi.store import Database
 
 pytestmark = pytest.mark.slow
@@ -77,13 +77,7 @@ class Hosts:
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc)
 
     def files(self, name: str) -> list[str]:
         root = self.data_dir(name)

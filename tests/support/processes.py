@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -20,6 +21,17 @@ def wait_healthy(base_url: str, timeout: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{base_url} did not become healthy within {timeout:g} s") from None
             time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ends a process politely (SIGTERM, 10 s to finish), then for good."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def free_port() -> int:
