@@ -70,7 +70,7 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: tupl
     own word, which anyone can forge. From anywhere else, the connecting address, whatever the headers say."""
     address = peer or "unknown"
     hops = [hop.strip() for header in forwarded_for for hop in header.split(",") if hop.strip()]
-    while _is_trusted(address, trusted) and hops:
+    while hops and _is_trusted(address, trusted):
         address = hops.pop()
     return address
 
